@@ -1,0 +1,205 @@
+"""The data module every stage shares: one split, several named streams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
+
+from unlearning.data.loaders import TensorLoader
+from unlearning.data.splits import STREAMS, Split, load_index_file, make_split
+from unlearning.data.sources import ImageArrays
+
+__all__ = ["UnlearningDataModule"]
+
+EVAL_STREAMS = ("retain", "forget", "val", "test")
+
+
+class UnlearningDataModule(LightningDataModule):
+    """Base data module: a retain/forget/val/test split served as named streams.
+
+    Subclasses implement :meth:`load_arrays` (and may override :meth:`train_transform` and
+    :meth:`eval_transform`). The module being trained declares which streams it trains on with a
+    class attribute ``train_streams`` (any of ``train`` = retain + forget, ``retain``, ``forget``,
+    ``val``); :meth:`train_dataloader` yields a dict ``{stream: (x, y)}`` holding exactly those
+    streams, combined by the module's ``stream_mode`` (a Lightning ``CombinedLoader`` mode,
+    ``max_size_cycle`` by default). Evaluation covers ``retain``, ``forget``, ``val`` and ``test``
+    as four loaders in that order (:attr:`eval_streams`).
+
+    Args:
+        batch_size: training batch size of each stream (per device).
+        eval_batch_size: batch size of evaluation.
+        forget_fraction: share of the training set to forget, in (0, 1) (starting kit: 0.1).
+        forget_classes: forget every example of these classes (ids or names) instead.
+        forget_index_file: forget the indices listed in this ``.npy`` or text file instead
+            (indices into the source's training set).
+        train_subset: use a seeded random subset of this many training images (CPU presets).
+        split_seed: seed of the subset and of the random forget set.
+        retain_eval_size: evaluate retain accuracy on a fixed seeded sample of this size (all of
+            the retain set if ``None`` or larger).
+        seed: seed of the training shuffles; ``None`` follows the run's ``seed_everything``.
+        data_on_device: keep the dataset on the training device (the fast path); if ``False`` it
+            stays in host memory and batches are moved by Lightning.
+    """
+
+    eval_streams: tuple[str, ...] = EVAL_STREAMS
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 256,
+        forget_fraction: float = 0.1,
+        forget_classes: list[int | str] | None = None,
+        forget_index_file: str | None = None,
+        train_subset: int | None = None,
+        split_seed: int = 0,
+        retain_eval_size: int | None = 5000,
+        seed: int | None = None,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
+        if not forget_classes and forget_index_file is None and not 0.0 < forget_fraction < 1.0:
+            raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
+        if retain_eval_size is not None and retain_eval_size < 1:
+            raise ValueError(f"retain_eval_size must be >= 1 or null, got {retain_eval_size}")
+        self.save_hyperparameters()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.forget_fraction = forget_fraction
+        self.forget_classes = forget_classes
+        self.forget_index_file = forget_index_file
+        self.train_subset = train_subset
+        self.split_seed = split_seed
+        self.retain_eval_size = retain_eval_size
+        self.seed = seed
+        self.data_on_device = data_on_device
+        self.arrays: ImageArrays | None = None
+        self.split: Split | None = None
+        self._device: torch.device | None = None
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+    def load_arrays(self) -> ImageArrays:
+        """Return the whole source (training and held-out sets) as tensors."""
+        raise NotImplementedError
+
+    def train_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform a training batch of inputs (identity by default)."""
+        return x
+
+    def eval_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform an evaluation batch of inputs (identity by default)."""
+        return x
+
+    # ---- Lightning hooks ------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Download or decode the source once (rank 0), filling the on-disk cache."""
+        self.load_arrays()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the source, compute the split and place the tensors on the training device."""
+        if self.split is not None:
+            return
+        arrays = self.load_arrays()
+        index = load_index_file(self.forget_index_file) if self.forget_index_file else None
+        self.split = make_split(
+            arrays.train_y,
+            int(arrays.heldout_y.shape[0]),
+            arrays.classes,
+            forget_fraction=self.forget_fraction,
+            forget_classes=self.forget_classes,
+            forget_index=index,
+            train_subset=self.train_subset,
+            seed=self.split_seed,
+        )
+        device = torch.device("cpu")
+        if self.data_on_device and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+        self._device = device
+        self.arrays = ImageArrays(
+            arrays.train_x.to(device),
+            arrays.train_y.to(device),
+            arrays.heldout_x.to(device),
+            arrays.heldout_y.to(device),
+            arrays.classes,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the source (after :meth:`setup`)."""
+        if self.arrays is None:
+            self.setup()
+        assert self.arrays is not None
+        return len(self.arrays.classes)
+
+    def _seed(self) -> int:
+        return int(self.seed) if self.seed is not None else int(torch.initial_seed())
+
+    def stream_source(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(x, y, indices)`` of a stream: which rows of which tensors it covers."""
+        if self.split is None or self.arrays is None:
+            self.setup()
+        assert self.split is not None and self.arrays is not None
+        a, s = self.arrays, self.split
+        if name in ("train", "retain", "forget"):
+            return a.train_x, a.train_y, getattr(s, name)
+        if name in ("val", "test"):
+            return a.heldout_x, a.heldout_y, getattr(s, name)
+        raise ValueError(f"unknown stream {name!r}: expected one of {list(STREAMS)}")
+
+    def stream_loader(self, name: str, train: bool, batch_size: int | None = None) -> TensorLoader:
+        """A loader over one stream, shuffled and augmented when ``train`` is true."""
+        x, y, idx = self.stream_source(name)
+        transform: Callable[[torch.Tensor], torch.Tensor] = self.train_transform if train else self.eval_transform
+        if not train and name == "retain" and self.retain_eval_size is not None and idx.numel() > self.retain_eval_size:
+            g = torch.Generator().manual_seed(self.split_seed + 1)
+            idx = torch.sort(idx[torch.randperm(idx.numel(), generator=g)[: self.retain_eval_size]]).values
+        return TensorLoader(
+            x,
+            y,
+            idx,
+            batch_size or (self.batch_size if train else self.eval_batch_size),
+            transform=transform,
+            shuffle=train,
+            seed=self._seed() + 7919 * STREAMS.index(name),
+        )
+
+    def requested_streams(self) -> tuple[Sequence[str], str]:
+        """The training streams and combine mode declared by the module being trained."""
+        module: Any = self.trainer.lightning_module if self.trainer is not None else None
+        streams = tuple(getattr(module, "train_streams", ("train",)))
+        mode = getattr(module, "stream_mode", "max_size_cycle")
+        if not streams:
+            raise ValueError(f"{type(module).__name__}.train_streams is empty: declare at least one stream")
+        bad = [s for s in streams if s not in STREAMS or s == "test"]
+        if bad:
+            raise ValueError(
+                f"{type(module).__name__}.train_streams has {bad[0]!r}: expected some of train, retain, forget, val"
+            )
+        return streams, mode
+
+    def train_dataloader(self) -> CombinedLoader:
+        """Exactly the streams the module declares, as a dict per step."""
+        streams, mode = self.requested_streams()
+        return CombinedLoader({s: self.stream_loader(s, train=True) for s in streams}, mode=mode)
+
+    def _eval_loaders(self) -> list[TensorLoader]:
+        return [self.stream_loader(s, train=False) for s in self.eval_streams]
+
+    def val_dataloader(self) -> list[TensorLoader]:
+        """Retain (sampled), forget, val and test, in :attr:`eval_streams` order."""
+        return self._eval_loaders()
+
+    def test_dataloader(self) -> list[TensorLoader]:
+        """Retain (sampled), forget, val and test, in :attr:`eval_streams` order."""
+        return self._eval_loaders()
+
+    def predict_dataloader(self) -> list[TensorLoader]:
+        """Same as :meth:`test_dataloader`."""
+        return self._eval_loaders()
+
+

@@ -1,0 +1,239 @@
+"""Where images come from: CIFAR-10 (torchvision batches or an image folder) and synthetic data.
+
+Every source is decoded once into uint8 tensors (``N x C x H x W``) and cached on disk, keyed by
+the source, so that later runs load it in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "ImageArrays",
+    "default_cache_dir",
+    "load_cifar10",
+    "make_synthetic_images",
+]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class ImageArrays:
+    """A labelled image dataset held in memory.
+
+    Attributes:
+        train_x: uint8 training images, ``N x C x H x W``.
+        train_y: int64 training labels, ``N``.
+        heldout_x: uint8 held-out images (CIFAR-10's test set), split later into val and test.
+        heldout_y: int64 held-out labels.
+        classes: class names in label order.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    heldout_x: torch.Tensor
+    heldout_y: torch.Tensor
+    classes: tuple[str, ...]
+
+
+def default_cache_dir() -> Path:
+    """The cache folder: ``$UNLEARNING_CACHE_DIR``, else ``~/.cache/unlearning``."""
+    return Path(os.environ.get("UNLEARNING_CACHE_DIR", Path.home() / ".cache" / "unlearning"))
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _to_arrays(d: dict) -> ImageArrays:
+    return ImageArrays(d["train_x"], d["train_y"], d["heldout_x"], d["heldout_y"], tuple(d["classes"]))
+
+
+def _from_arrays(a: ImageArrays) -> dict:
+    return {
+        "train_x": a.train_x,
+        "train_y": a.train_y,
+        "heldout_x": a.heldout_x,
+        "heldout_y": a.heldout_y,
+        "classes": list(a.classes),
+    }
+
+
+def _list_split(root: Path, split: str) -> tuple[list[Path], list[str]]:
+    split_dir = root / split
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    files = []
+    for c in classes:
+        files += sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    return files, classes
+
+
+def _decode(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
+    train_files, train_classes = _list_split(root, "train")
+    test_files, test_classes = _list_split(root, "test")
+    if train_classes != test_classes:
+        raise ValueError(f"image folder {str(root)!r}: train/ and test/ hold different classes")
+    if not train_files or not test_files:
+        raise ValueError(f"image folder {str(root)!r} has no image under train/<class>/ or test/<class>/")
+    # CIFAR-10's label order is not alphabetical: keep it when the folder holds exactly its classes.
+    classes = list(CIFAR10_CLASSES) if set(train_classes) == set(CIFAR10_CLASSES) else train_classes
+    h = hashlib.sha1(str(root.resolve()).encode())
+    for f in train_files + test_files:
+        h.update(f"{f.relative_to(root)}:{f.stat().st_size};".encode())
+    cache = cache_dir / f"imagefolder-{h.hexdigest()[:16]}.pt"
+    if cache.is_file():
+        return _to_arrays(torch.load(cache, weights_only=True))
+
+    def decode_all(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            images = list(pool.map(_decode, files, chunksize=256))
+        shapes = {im.shape for im in images}
+        if len(shapes) != 1:
+            raise ValueError(f"image folder {str(root)!r}: images differ in size {sorted(shapes)[:3]}")
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        y = torch.tensor([classes.index(f.parent.name) for f in files], dtype=torch.long)
+        return x, y
+
+    train_x, train_y = decode_all(train_files)
+    test_x, test_y = decode_all(test_files)
+    arrays = ImageArrays(train_x, train_y, test_x, test_y, tuple(classes))
+    _save_atomic(_from_arrays(arrays), cache)
+    return arrays
+
+
+def _load_batches(batch_dir: Path, cache_dir: Path) -> ImageArrays:
+    h = hashlib.sha1(str(batch_dir.resolve()).encode())
+    for f in sorted(batch_dir.iterdir()):
+        h.update(f"{f.name}:{f.stat().st_size};".encode())
+    cache = cache_dir / f"cifar10-batches-{h.hexdigest()[:16]}.pt"
+    if cache.is_file():
+        return _to_arrays(torch.load(cache, weights_only=True))
+
+    def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for name in names:
+            with open(batch_dir / name, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")  # torchvision's own format, read the same way
+            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.extend(entry["labels"])
+        return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.long)
+
+    train_x, train_y = read([f"data_batch_{i}" for i in range(1, 6)])
+    test_x, test_y = read(["test_batch"])
+    arrays = ImageArrays(train_x, train_y, test_x, test_y, CIFAR10_CLASSES)
+    _save_atomic(_from_arrays(arrays), cache)
+    return arrays
+
+
+_LAYOUTS = (
+    "an image folder with train/<class>/*.jpg and test/<class>/*.jpg (e.g. ../shared/data/cifar10-jpeg), "
+    "or torchvision's CIFAR-10 batches (a folder holding cifar-10-batches-py/)"
+)
+
+
+def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> ImageArrays:
+    """Load CIFAR-10 from a local copy, or download it with torchvision.
+
+    Args:
+        root: an image folder (``train/<class>/*``, ``test/<class>/*``), a folder holding
+            torchvision's ``cifar-10-batches-py/`` (or that folder itself), or ``None`` to use
+            torchvision's download into ``<cache_dir>/cifar10``.
+        cache_dir: where decoded tensors (and downloads) are kept; see :func:`default_cache_dir`.
+        download: allow torchvision to download when ``root`` is ``None``.
+
+    Returns:
+        The images as uint8 tensors.
+
+    Raises:
+        FileNotFoundError: if ``root`` holds neither accepted layout, or the download fails.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if root is None:
+        target = cache_dir / "cifar10"
+        batch_dir = target / "cifar-10-batches-py"
+        if not batch_dir.is_dir():
+            if not download:
+                raise FileNotFoundError(f"no CIFAR-10 at {str(target)!r} and download=False; point root at {_LAYOUTS}")
+            try:
+                import torchvision
+
+                torchvision.datasets.CIFAR10(str(target), train=True, download=True)
+            except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
+                raise FileNotFoundError(
+                    f"could not download CIFAR-10 ({type(err).__name__}: {err}); give a local copy with "
+                    f"--data.init_args.root PATH, where PATH is {_LAYOUTS}"
+                ) from None
+        return _load_batches(batch_dir, cache_dir)
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 root {str(root)!r} does not exist; expected {_LAYOUTS}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return _load_image_folder(root, cache_dir)
+    for batch_dir in (root / "cifar-10-batches-py", root):
+        if (batch_dir / "data_batch_1").is_file() and (batch_dir / "test_batch").is_file():
+            return _load_batches(batch_dir, cache_dir)
+    raise FileNotFoundError(f"CIFAR-10 root {str(root)!r} holds no known layout; expected {_LAYOUTS}")
+
+
+def make_synthetic_images(
+    num_train: int = 512,
+    num_heldout: int = 256,
+    num_classes: int = 10,
+    image_size: int = 32,
+    signal: float = 0.35,
+    seed: int = 0,
+) -> ImageArrays:
+    """CIFAR-shaped synthetic images that a small CNN learns, and memorises, in seconds.
+
+    Each class has a smooth random prototype; each image is ``signal * prototype + (1 - signal) *
+    noise`` with its own noise. The class signal is learnable, while the per-image noise lets a
+    model memorise its training images (a train/test gap, like a real original model).
+
+    Args:
+        num_train: training images.
+        num_heldout: held-out images (later split into val and test).
+        num_classes: number of classes.
+        image_size: height and width.
+        signal: weight of the class prototype, in (0, 1].
+        seed: seed of the prototypes, the noise and the labels.
+
+    Returns:
+        The images as uint8 tensors.
+    """
+    if not 0.0 < signal <= 1.0:
+        raise ValueError(f"signal must be in (0, 1], got {signal}")
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(num_classes, 3, 4, 4, generator=g)
+    protos = torch.nn.functional.interpolate(coarse, size=image_size, mode="bilinear", align_corners=False)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % num_classes
+        y = y[torch.randperm(n, generator=g)]
+        noise = torch.rand(n, 3, image_size, image_size, generator=g)
+        x = signal * protos[y] + (1 - signal) * noise
+        return (x * 255).round().clamp(0, 255).to(torch.uint8), y.long()
+
+    train_x, train_y = draw(num_train)
+    heldout_x, heldout_y = draw(num_heldout)
+    return ImageArrays(train_x, train_y, heldout_x, heldout_y, tuple(f"class{i}" for i in range(num_classes)))

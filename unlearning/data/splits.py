@@ -1,0 +1,182 @@
+"""Retain / forget / val / test splits as a pure function of (labels, spec, seed).
+
+Nothing here depends on the process, the device or the DDP rank: every rank computes the same
+split from the same arguments, and so does every later run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["STREAMS", "Split", "load_index_file", "make_split"]
+
+#: Names of the data streams a module can ask for. ``train`` is retain + forget shuffled together
+#: (what the original model trains on).
+STREAMS = ("train", "retain", "forget", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices of each part of a split.
+
+    Attributes:
+        retain: indices into the source's training set, sorted.
+        forget: indices into the source's training set, sorted, disjoint from ``retain``.
+        val: indices into the source's held-out (test) set.
+        test: indices into the source's held-out set, disjoint from ``val``.
+    """
+
+    retain: torch.Tensor
+    forget: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def train(self) -> torch.Tensor:
+        """Retain and forget together: the original model's training set, sorted."""
+        return torch.sort(torch.cat([self.retain, self.forget])).values
+
+
+def load_index_file(path: str | Path) -> np.ndarray:
+    """Read forget indices from a ``.npy`` file or a text file (whitespace or comma separated).
+
+    Raises:
+        ValueError: if the file is missing or does not hold integers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"forget index file {str(path)!r} does not exist")
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+    else:
+        text = path.read_text().replace(",", " ").split()
+        try:
+            arr = np.array([int(t) for t in text], dtype=np.int64)
+        except ValueError as err:
+            raise ValueError(f"forget index file {str(path)!r} must hold integers: {err}") from err
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"forget index file {str(path)!r} must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64).reshape(-1)
+
+
+def _class_ids(forget_classes: Sequence[int | str], class_names: Sequence[str]) -> list[int]:
+    ids = []
+    for c in forget_classes:
+        if isinstance(c, str) and not c.lstrip("-").isdigit():
+            if c not in class_names:
+                raise ValueError(f"unknown forget class {c!r}: expected one of {list(class_names)}")
+            ids.append(list(class_names).index(c))
+        else:
+            i = int(c)
+            if not 0 <= i < len(class_names):
+                raise ValueError(f"unknown forget class {c!r}: expected an id in [0, {len(class_names) - 1}]")
+            ids.append(i)
+    return ids
+
+
+def make_split(
+    train_labels: torch.Tensor,
+    num_heldout: int,
+    class_names: Sequence[str],
+    *,
+    forget_fraction: float = 0.1,
+    forget_classes: Sequence[int | str] | None = None,
+    forget_index: Sequence[int] | np.ndarray | None = None,
+    train_subset: int | None = None,
+    seed: int = 0,
+    val_test_seed: int = 42,
+    val_fraction: float = 0.5,
+) -> Split:
+    """Split a labelled training set into retain/forget and a held-out set into val/test.
+
+    The forget set is, in order of precedence: every example of ``forget_classes``; the examples
+    listed in ``forget_index``; or a random ``forget_fraction`` of the training examples.
+
+    Args:
+        train_labels: labels of the source's training set, shape ``(n,)``.
+        num_heldout: size of the source's held-out set (CIFAR-10's test set).
+        class_names: class names in label order.
+        forget_fraction: share of the (sub)set to forget, in (0, 1).
+        forget_classes: class ids or names to forget entirely.
+        forget_index: indices into the source's training set to forget.
+        train_subset: use only this many training examples (for CPU runs); forget indices given by
+            ``forget_index`` are always part of the subset.
+        seed: seed of the subset and of the random forget set.
+        val_test_seed: seed of the val/test split (42, as in the starting kit).
+        val_fraction: share of the held-out set used for validation; the rest is test.
+
+    Returns:
+        The split.
+
+    Raises:
+        ValueError: on any bad spec (fraction outside (0, 1), unknown class, index out of range,
+            duplicate index, empty forget set, subset larger than the data, ...).
+    """
+    n = int(train_labels.shape[0])
+    if forget_classes and forget_index is not None:
+        raise ValueError("give either forget_classes or a forget index file, not both")
+    if train_subset is not None and not 1 < train_subset <= n:
+        raise ValueError(f"train_subset must be in [2, {n}], got {train_subset}")
+    gen = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=gen)
+
+    if forget_index is not None:
+        idx = np.asarray(forget_index, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            raise ValueError("the forget index file lists no index: the forget set would be empty")
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.size:
+            raise ValueError(f"forget index {int(bad[0])} is out of range: expected indices in [0, {n - 1}]")
+        uniq, counts = np.unique(idx, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"forget index {int(uniq[counts > 1][0])} is listed more than once")
+        forget = torch.from_numpy(uniq)
+        if train_subset is not None:
+            if train_subset <= forget.numel():
+                raise ValueError(
+                    f"train_subset={train_subset} must exceed the {forget.numel()} forget indices"
+                )
+            is_forget = torch.zeros(n, dtype=torch.bool)
+            is_forget[forget] = True
+            others = perm[~is_forget[perm]][: train_subset - forget.numel()]
+            pool = torch.cat([forget, others])
+        else:
+            pool = torch.arange(n)
+    else:
+        pool = perm[:train_subset] if train_subset is not None else torch.arange(n)
+        if forget_classes:
+            ids = torch.tensor(_class_ids(forget_classes, class_names))
+            forget = pool[torch.isin(train_labels[pool], ids)]
+            if forget.numel() == 0:
+                raise ValueError(f"forget classes {list(forget_classes)} have no example in the training set")
+        else:
+            if not 0.0 < float(forget_fraction) < 1.0:
+                raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
+            k = round(float(forget_fraction) * pool.numel())
+            if k == 0:
+                raise ValueError(
+                    f"forget_fraction={forget_fraction} of {pool.numel()} examples is an empty forget set"
+                )
+            order = torch.randperm(pool.numel(), generator=gen)
+            forget = pool[order[:k]]
+    forget = torch.sort(forget).values
+    in_forget = torch.zeros(n, dtype=torch.bool)
+    in_forget[forget] = True
+    retain = torch.sort(pool[~in_forget[pool]]).values
+    if retain.numel() == 0:
+        raise ValueError("the retain set would be empty: the forget set covers the whole training set")
+
+    if num_heldout < 2:
+        raise ValueError(f"need at least 2 held-out examples for val and test, got {num_heldout}")
+    # As in the starting kit: test, val = random_split(held_out, [0.5, 0.5], Generator().manual_seed(42)).
+    parts = torch.utils.data.random_split(
+        range(num_heldout), [1 - val_fraction, val_fraction], generator=torch.Generator().manual_seed(val_test_seed)
+    )
+    test, val = (torch.tensor(list(p.indices), dtype=torch.long) for p in parts)
+    return Split(retain=retain.long(), forget=forget.long(), val=val, test=test)

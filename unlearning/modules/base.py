@@ -1,0 +1,330 @@
+"""The evaluated base of every LightningModule in the project.
+
+It owns what all stages share, so that a stage only says how it trains:
+- the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint;
+- evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
+  over DDP ranks), per-example output statistics gathered from all ranks, the simple MIA and
+  MIA-efficacy, and, when a reference (oracle) network is attached, the same for it plus the gaps;
+- cost accounting (training wall time without validation, images processed), stored in every
+  checkpoint so later stages can compare costs;
+- TensorBoard distributions through :class:`~unlearning.callbacks.DistributionLogger`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from unlearning.data.base import EVAL_STREAMS
+from unlearning.metrics import mia_efficacy, per_example_stats, simple_mia
+from unlearning.nets import build_net, net_spec
+
+__all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net"]
+
+META_KEY = "unlearning"
+
+
+def _load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if META_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} was not written by an unlearning module (no {META_KEY!r} entry)")
+    return ckpt
+
+
+def load_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The project's metadata of a checkpoint: network spec, cost, module class, classes."""
+    return dict(_load(path)[META_KEY])
+
+
+def load_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a checkpoint's network from the checkpoint alone and load its weights.
+
+    Args:
+        path: a checkpoint written by any module of this project.
+
+    Returns:
+        ``(network, metadata)``; the network is in eval mode.
+    """
+    ckpt = _load(path)
+    meta = ckpt[META_KEY]
+    net = build_net(meta["net"])
+    prefix = "net."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    net.load_state_dict(state)
+    return net.eval(), dict(meta)
+
+
+def cli_net_spec(net: nn.Module, key: str = "net") -> dict[str, Any]:
+    """The spec of ``net``: from the LightningCLI config when the CLI built it, else from the net.
+
+    LightningCLI records each init argument as parsed (``{"class_path", "init_args"}`` for a
+    network); using that record lets any ``nn.Module`` chosen in a config be rebuilt, not only
+    the project's :class:`~unlearning.nets.Net` subclasses. Lightning keeps it in a context
+    variable while the CLI instantiates the module (there is no public accessor).
+    """
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+        given = (_given_hyperparameters.get() or {}).get(key)
+    except ImportError:  # pragma: no cover - older/newer Lightning
+        given = None
+    if isinstance(given, dict) and isinstance(given.get("class_path"), str):
+        cls = type(net)
+        if given["class_path"] in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
+            return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(given.get("init_args") or {})}
+    return net_spec(net)
+
+
+def _world(module: LightningModule) -> int:
+    return module.trainer.world_size if module._trainer is not None else 1
+
+
+def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
+    """Gather a per-example tensor from every rank, restoring the single-process order.
+
+    Evaluation shards are ``order[rank::world]`` (see :class:`~unlearning.data.TensorLoader`),
+    so interleaving the shards gives back the order of a single-process run.
+    """
+    world = _world(module)
+    if world == 1:
+        return t
+    n = torch.tensor([t.shape[0]], device=module.device)
+    sizes = module.all_gather(n).view(-1).tolist()
+    padded = torch.zeros((max(sizes), *t.shape[1:]), dtype=t.dtype, device=module.device)
+    padded[: t.shape[0]] = t
+    gathered = module.all_gather(padded)
+    out = torch.empty((sum(sizes), *t.shape[1:]), dtype=t.dtype, device=module.device)
+    for r, size in enumerate(sizes):
+        out[r : r + world * size : world][:size] = gathered[r, :size]
+    return out
+
+
+class EvaluatedModule(LightningModule):
+    """Base class: a network, evaluation against the split's streams, cost accounting.
+
+    Subclasses set ``self.net`` (and optionally ``self.reference``, a frozen network evaluated
+    beside it, e.g. the retrain oracle), and write ``training_step``.
+
+    Class attributes:
+        train_streams: the streams the module trains on (see
+            :class:`~unlearning.data.UnlearningDataModule`); the data module hands it exactly
+            these, as a dict ``{stream: (x, y)}`` per step.
+        stream_mode: how streams of different lengths are combined (a Lightning
+            ``CombinedLoader`` mode: ``max_size_cycle``, ``min_size``, ``max_size``).
+
+    Args:
+        num_classes: number of classes of the data.
+        log_distributions: write per-example distribution histograms and figures (forget vs
+            test) to TensorBoard at every evaluation.
+        mia_seed: seed of the attacks' subsampling and cross-validation splits.
+    """
+
+    train_streams: ClassVar[tuple[str, ...]] = ("train",)
+    stream_mode: ClassVar[str] = "max_size_cycle"
+
+    def __init__(self, num_classes: int = 10, log_distributions: bool = True, mia_seed: int = 0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = num_classes
+        self.log_distributions = log_distributions
+        self.mia_seed = mia_seed
+        self.net: nn.Module
+        self.reference: nn.Module | None = None
+        self.reference_name = "oracle"
+        self.net_spec: dict[str, Any] = {}
+        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
+        self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in EVAL_STREAMS})
+        self.ref_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
+        self.cost: dict[str, float] = {"train_time_s": 0.0, "images_seen": 0}
+        self.last_eval: dict[str, Any] = {}
+        self._outputs: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self._ref_cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._clock: float | None = None
+
+    # ---- network --------------------------------------------------------------------------
+    def set_net(self, net: nn.Module, spec: dict[str, Any] | None = None) -> None:
+        """Attach the trained network and remember how to rebuild it."""
+        self.net = net
+        self.net_spec = spec if spec is not None else net_spec(net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the network."""
+        return self.net(x)
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The distribution logger (TensorBoard histograms and figures), unless disabled."""
+        from unlearning.callbacks import DistributionLogger
+
+        return [DistributionLogger()] if self.log_distributions else []
+
+    # ---- cost accounting ------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self._clock is not None:
+            self.cost["train_time_s"] += time.perf_counter() - self._clock
+            self._clock = None
+
+    def on_train_epoch_start(self) -> None:
+        """Start the training clock."""
+        self._clock = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        """Stop the training clock."""
+        self._tick()
+
+    def on_train_end(self) -> None:
+        """Stop the training clock."""
+        self._tick()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Count the images processed (over all ranks)."""
+        parts = batch.values() if isinstance(batch, dict) else [batch]
+        n = sum(int(p[0].shape[0]) for p in parts if isinstance(p, (tuple, list)))
+        self.cost["images_seen"] += n * _world(self)
+
+    def on_validation_start(self) -> None:
+        """Pause the training clock while validating during fit."""
+        self._tick()
+
+    def on_validation_end(self) -> None:
+        """Resume the training clock after validating during fit."""
+        if self.trainer.training:
+            self._clock = time.perf_counter()
+
+    # ---- checkpoint metadata --------------------------------------------------------------
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What later stages need to know about this model without its config."""
+        import lightning
+        import torchvision
+
+        cls = type(self)
+        return {
+            "net": self.net_spec,
+            "cost": dict(self.cost),
+            "num_classes": self.num_classes,
+            "module": f"{cls.__module__}.{cls.__qualname__}",
+            "train_streams": list(self.train_streams),
+            "versions": {
+                "torch": str(torch.__version__),
+                "lightning": str(lightning.__version__),
+                "torchvision": str(torchvision.__version__),
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the network spec and cost beside the weights."""
+        self._tick()
+        checkpoint[META_KEY] = self.checkpoint_meta()
+        if self.trainer.training:
+            self._clock = time.perf_counter()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the cost of a resumed run."""
+        meta = checkpoint.get(META_KEY, {})
+        self.cost.update(meta.get("cost", {}))
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def _eval_streams(self) -> tuple[str, ...]:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return tuple(getattr(dm, "eval_streams", EVAL_STREAMS))
+
+    def _reference_logits(self, stream: str, batch_idx: int, x: torch.Tensor) -> torch.Tensor:
+        key = (stream, batch_idx)
+        cached = self._ref_cache.get(key)
+        if cached is None or cached.shape[0] != x.shape[0]:
+            assert self.reference is not None
+            with torch.no_grad():
+                cached = self.reference(x).float()
+            self._ref_cache[key] = cached
+        return cached
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int) -> None:
+        x, y = batch
+        stream = self._eval_streams()[dataloader_idx]
+        logits = self(x).float()
+        stats = per_example_stats(logits, y)
+        self.acc[stream].update(logits, y)
+        self.loss_mean[stream].update(stats["loss"])
+        store = self._outputs.setdefault(stream, defaultdict(list))
+        for k, v in stats.items():
+            store[k].append(v.detach())
+        if self.reference is not None:
+            ref = self._reference_logits(stream, batch_idx, x)
+            self.ref_acc[stream].update(ref, y)
+            for k, v in per_example_stats(ref, y).items():
+                store[f"ref_{k}"].append(v)
+            log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(ref, 1)
+            store["kl_to_ref"].append((log_q.exp() * (log_q - log_p)).sum(1).detach())
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate evaluation statistics of one batch of one stream."""
+        self._eval_step(batch, batch_idx, dataloader_idx)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate evaluation statistics of one batch of one stream."""
+        self._eval_step(batch, batch_idx, dataloader_idx)
+
+    def _attack(self, fn: Any, *args: Any) -> float:
+        try:
+            return fn(*args, seed=self.mia_seed)
+        except ValueError:
+            return math.nan
+
+    def _eval_epoch_end(self, prefix: str) -> None:
+        outputs: dict[str, dict[str, np.ndarray]] = {}
+        for stream, store in self._outputs.items():
+            outputs[stream] = {k: gather_rows(self, torch.cat(v)).cpu().numpy() for k, v in store.items()}
+        self._outputs = {}
+        scalars: dict[str, float] = {}
+        for stream in self._eval_streams():
+            if stream not in outputs:
+                continue
+            scalars[f"{stream}_acc"] = float(self.acc[stream].compute())
+            scalars[f"{stream}_loss"] = float(self.loss_mean[stream].compute())
+            if self.reference is not None:
+                ref = float(self.ref_acc[stream].compute())
+                scalars[f"{self.reference_name}_{stream}_acc"] = ref
+                scalars[f"{stream}_acc_gap"] = scalars[f"{stream}_acc"] - ref
+        for m in (*self.acc.values(), *self.loss_mean.values(), *self.ref_acc.values()):
+            m.reset()
+        f, t, r = outputs.get("forget"), outputs.get("test"), outputs.get("retain")
+        if f is not None and t is not None:
+            scalars["simple_mia"] = self._attack(simple_mia, f["loss"], t["loss"])
+            if r is not None:
+                scalars["mia_efficacy"] = self._attack(mia_efficacy, r["confidence"], t["confidence"], f["confidence"])
+            if self.reference is not None:
+                ref_mia = self._attack(simple_mia, f["ref_loss"], t["ref_loss"])
+                scalars[f"{self.reference_name}_simple_mia"] = ref_mia
+                scalars["simple_mia_gap"] = scalars["simple_mia"] - ref_mia
+                if r is not None:
+                    scalars[f"{self.reference_name}_mia_efficacy"] = self._attack(
+                        mia_efficacy, r["ref_confidence"], t["ref_confidence"], f["ref_confidence"]
+                    )
+                scalars[f"kl_to_{self.reference_name}_forget"] = float(np.mean(f["kl_to_ref"]))
+                scalars[f"kl_to_{self.reference_name}_test"] = float(np.mean(t["kl_to_ref"]))
+        if prefix == "test" or not self.trainer.sanity_checking:
+            for k, v in scalars.items():
+                self.log(f"{prefix}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
+        self.last_eval = {"prefix": prefix, "scalars": scalars, "outputs": outputs}
+
+    def on_validation_epoch_end(self) -> None:
+        """Log accuracies, losses, attacks and gaps as ``val/...``."""
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log accuracies, losses, attacks and gaps as ``test/...``."""
+        self._eval_epoch_end("test")
