@@ -11,7 +11,13 @@ import matplotlib
 import numpy as np
 import pytest
 
+import torch
+
 matplotlib.use("Agg")
+# Tiny models run fastest on one thread, and two OpenMP teams on two cores (pytest plus a CLI
+# subprocess, or two test processes) slow each other down many times over.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"

@@ -1,6 +1,16 @@
 """Metrics: per-example output statistics, membership-inference attacks, forgetting quality."""
 
+from unlearning.metrics.forgetting import final_score, forgetting_points, forgetting_quality, per_example_epsilon
 from unlearning.metrics.mia import mia_efficacy, simple_mia
 from unlearning.metrics.outputs import logit_scaled_confidence, per_example_stats
 
-__all__ = ["logit_scaled_confidence", "mia_efficacy", "per_example_stats", "simple_mia"]
+__all__ = [
+    "final_score",
+    "forgetting_points",
+    "forgetting_quality",
+    "logit_scaled_confidence",
+    "mia_efficacy",
+    "per_example_epsilon",
+    "per_example_stats",
+    "simple_mia",
+]

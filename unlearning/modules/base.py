@@ -113,6 +113,30 @@ def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class _CostClock(Callback):
+    """Times training (pre-passes in ``on_train_start`` included, validation excluded).
+
+    A callback rather than module hooks, so that subclasses overriding ``on_train_start`` and
+    friends cannot stop the clock; callback hooks run before the module's own.
+    """
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        pl_module._start_clock()
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        pl_module._start_clock()
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        pl_module._tick()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.training:
+            pl_module._start_clock()
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        pl_module._tick()
+
+
 class EvaluatedModule(LightningModule):
     """Base class: a network, evaluation against the split's streams, cost accounting.
 
@@ -144,7 +168,9 @@ class EvaluatedModule(LightningModule):
         self.log_distributions = log_distributions
         self.mia_seed = mia_seed
         self.net: nn.Module
-        self.reference: nn.Module | None = None
+        # The reference (oracle) network is evaluated beside the model but is not part of it: it
+        # is kept out of the module's parameters, state_dict and checkpoints.
+        object.__setattr__(self, "reference", None)
         self.reference_name = "oracle"
         self.net_spec: dict[str, Any] = {}
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
@@ -162,47 +188,31 @@ class EvaluatedModule(LightningModule):
         self.net = net
         self.net_spec = spec if spec is not None else net_spec(net)
 
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Hook applied to every input before the network (identity by default)."""
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the network."""
-        return self.net(x)
+        """Logits of the network. While training, counts the images it sees (the cost)."""
+        if self.training and self._trainer is not None and self.trainer.training:
+            self.cost["images_seen"] += int(x.shape[0]) * _world(self)
+        return self.net(self.prepare_input(x))
 
     def configure_callbacks(self) -> list[Callback]:
-        """The distribution logger (TensorBoard histograms and figures), unless disabled."""
+        """The training clock, and the distribution logger (TensorBoard) unless disabled."""
         from unlearning.callbacks import DistributionLogger
 
-        return [DistributionLogger()] if self.log_distributions else []
+        return [_CostClock(), *([DistributionLogger()] if self.log_distributions else [])]
 
     # ---- cost accounting ------------------------------------------------------------------
     def _tick(self) -> None:
+        """Add the time since the clock was started to the cost and stop the clock."""
         if self._clock is not None:
             self.cost["train_time_s"] += time.perf_counter() - self._clock
             self._clock = None
 
-    def on_train_epoch_start(self) -> None:
-        """Start the training clock."""
-        self._clock = time.perf_counter()
-
-    def on_train_epoch_end(self) -> None:
-        """Stop the training clock."""
-        self._tick()
-
-    def on_train_end(self) -> None:
-        """Stop the training clock."""
-        self._tick()
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Count the images processed (over all ranks)."""
-        parts = batch.values() if isinstance(batch, dict) else [batch]
-        n = sum(int(p[0].shape[0]) for p in parts if isinstance(p, (tuple, list)))
-        self.cost["images_seen"] += n * _world(self)
-
-    def on_validation_start(self) -> None:
-        """Pause the training clock while validating during fit."""
-        self._tick()
-
-    def on_validation_end(self) -> None:
-        """Resume the training clock after validating during fit."""
-        if self.trainer.training:
+    def _start_clock(self) -> None:
+        if self._clock is None:
             self._clock = time.perf_counter()
 
     # ---- checkpoint metadata --------------------------------------------------------------
@@ -230,7 +240,7 @@ class EvaluatedModule(LightningModule):
         self._tick()
         checkpoint[META_KEY] = self.checkpoint_meta()
         if self.trainer.training:
-            self._clock = time.perf_counter()
+            self._start_clock()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the cost of a resumed run."""
@@ -242,11 +252,20 @@ class EvaluatedModule(LightningModule):
         dm = self.trainer.datamodule if self._trainer is not None else None
         return tuple(getattr(dm, "eval_streams", EVAL_STREAMS))
 
+    def set_reference(self, net: nn.Module | None, name: str = "oracle") -> None:
+        """Evaluate ``net`` (frozen) beside the model and log the gaps to it, as ``<name>_...``."""
+        if net is not None:
+            net = net.eval().requires_grad_(False)
+        object.__setattr__(self, "reference", net)
+        self.reference_name = name
+        self._ref_cache = {}
+
     def _reference_logits(self, stream: str, batch_idx: int, x: torch.Tensor) -> torch.Tensor:
         key = (stream, batch_idx)
         cached = self._ref_cache.get(key)
         if cached is None or cached.shape[0] != x.shape[0]:
             assert self.reference is not None
+            self.reference.to(x.device)
             with torch.no_grad():
                 cached = self.reference(x).float()
             self._ref_cache[key] = cached
@@ -316,10 +335,16 @@ class EvaluatedModule(LightningModule):
                     )
                 scalars[f"kl_to_{self.reference_name}_forget"] = float(np.mean(f["kl_to_ref"]))
                 scalars[f"kl_to_{self.reference_name}_test"] = float(np.mean(t["kl_to_ref"]))
+        scalars.update(self.cost_scalars())
         if prefix == "test" or not self.trainer.sanity_checking:
             for k, v in scalars.items():
                 self.log(f"{prefix}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
         self.last_eval = {"prefix": prefix, "scalars": scalars, "outputs": outputs}
+
+    def cost_scalars(self) -> dict[str, float]:
+        """Cost of the training so far: ``cost_time_s`` (wall time without validation) and
+        ``cost_images`` (images processed)."""
+        return {"cost_time_s": float(self.cost["train_time_s"]), "cost_images": float(self.cost["images_seen"])}
 
     def on_validation_epoch_end(self) -> None:
         """Log accuracies, losses, attacks and gaps as ``val/...``."""

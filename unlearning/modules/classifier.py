@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearning.modules.base import EvaluatedModule, cli_net_spec
-from unlearning.nets import KitResNet18
+from unlearning.nets import KitResNet18, build_net
 
 __all__ = ["Classifier", "RetrainOracle", "make_optimizer"]
 
@@ -75,6 +75,8 @@ class Classifier(EvaluatedModule):
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             net = KitResNet18(num_classes=num_classes)
+        elif isinstance(net, dict):  # a spec, as stored in the hparams of a checkpoint being reloaded
+            net = build_net(net)
         self.set_net(net, cli_net_spec(net))
         self.hparams["net"] = self.net_spec
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
@@ -82,11 +84,11 @@ class Classifier(EvaluatedModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the network."""
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last layout for 4-D inputs when enabled."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return x
 
     def training_step(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         """Cross-entropy on the declared training stream."""

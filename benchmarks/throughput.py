@@ -1,0 +1,150 @@
+"""Training throughput: the project's fast path against the starting kit's input pipeline.
+
+Both sides train the same network with the same batch size and optimiser on the same CIFAR-10
+images, for the same number of batches, measured alternately in one run:
+
+- ``project``: ``Classifier`` + ``CIFAR10DataModule`` (the whole set as one uint8 tensor, crop +
+  flip + normalisation on whole batches) under a Lightning ``Trainer``;
+- ``kit``: the starting kit's pipeline: a ``Dataset`` that makes a PIL image per example,
+  torchvision ``RandomCrop(32, 4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``, a
+  ``DataLoader`` with 2 workers, and a plain PyTorch loop.
+
+Prints a table and writes ``benchmarks/results/throughput.json``.
+
+    python benchmarks/throughput.py --root ../shared/data/cifar10-jpeg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
+
+from unlearning.data import CIFAR10DataModule
+from unlearning.data.transforms import CIFAR10_MEAN, CIFAR10_STD
+from unlearning.modules import Classifier
+from unlearning.nets import KitResNet18, SmallCNN
+
+NETS = {
+    "small_cnn": lambda: SmallCNN(width=16, hidden=256),
+    "resnet18": lambda: KitResNet18(num_classes=10),
+}
+
+
+class KitDataset(torch.utils.data.Dataset):
+    """What torchvision's CIFAR10 does per item: uint8 HWC array -> PIL image -> transforms."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x = x.permute(0, 2, 3, 1).contiguous().numpy()
+        self.y = y.tolist()
+        self.transform = T.Compose([
+            T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.x[i])), self.y[i]
+
+
+def run_kit(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batches: int, batch_size: int, channels_last: bool) -> float:
+    loader = torch.utils.data.DataLoader(KitDataset(x, y), batch_size=batch_size, shuffle=True, num_workers=2,
+                                         persistent_workers=False)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    net.train()
+    it = iter(loader)
+    xb, yb = next(it)  # worker start-up is not counted
+    start, n = time.perf_counter(), 0
+    for _ in range(batches):
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(net(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        n += xb.shape[0]
+        xb, yb = next(it)
+    return n / (time.perf_counter() - start)
+
+
+class _EpochTimer(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
+        if batch_idx == 1:  # the first batch is warm-up, as on the kit side
+            self.start, self.n = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        if batch_idx >= 1:
+            self.n += sum(v[0].shape[0] for v in batch.values())
+            self.rate = self.n / (time.perf_counter() - self.start)
+
+
+def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, channels_last: bool) -> float:
+    dm = CIFAR10DataModule(root=root, train_subset=subset, augment=True, batch_size=batch_size)
+    module = Classifier(net=net, channels_last=channels_last, log_distributions=False, scheduler="none")
+    timer = _EpochTimer()
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=batches + 1, limit_val_batches=0, accelerator="cpu",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer])
+    trainer.fit(module, dm)
+    return timer.rate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="../shared/data/cifar10-jpeg")
+    p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    p.add_argument("--batches", type=int, default=30, help="timed batches per measurement")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--subset", type=int, default=10000)
+    p.add_argument("--channels-last", action="store_true", help="both sides in channels-last layout")
+    p.add_argument("--out", default="benchmarks/results/throughput.json")
+    args = p.parse_args()
+
+    dm = CIFAR10DataModule(root=args.root, train_subset=args.subset)
+    dm.setup()
+    x, y, idx = dm.stream_source("train")
+    x, y = x[idx].cpu(), y[idx].cpu()
+    results = {}
+    for name in args.nets:
+        rates: dict[str, list[float]] = {"project": [], "kit": []}
+        for r in range(args.repeats):
+            torch.manual_seed(r)
+            rates["kit"].append(run_kit(NETS[name](), x, y, args.batches, args.batch_size, args.channels_last))
+            torch.manual_seed(r)
+            rates["project"].append(
+                run_project(NETS[name](), args.root, args.subset, args.batches, args.batch_size, args.channels_last))
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        results[name] = {"images_per_s": rates, "median": med, "ratio": med["project"] / med["kit"]}
+        print(f"{name}: project {med['project']:.0f} img/s, kit {med['kit']:.0f} img/s, ratio {results[name]['ratio']:.2f}")
+
+    print()
+    print("| network | project (img/s) | kit (img/s) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['median']['project']:.0f} | {r['median']['kit']:.0f} | {r['ratio']:.2f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "what": "training images/s, median of repeats, measured alternately in one run",
+        "batch_size": args.batch_size, "batches": args.batches, "repeats": args.repeats,
+        "channels_last": args.channels_last, "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__), "machine": platform.machine(), "results": results,
+    }, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The command line: help, documented arguments, one-line errors, devices and precision."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import quick_args, run_cli
+
+
+def test_help_lists_subcommands() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for sub in ("fit", "validate", "test"):
+        assert sub in r.stdout
+
+
+def test_model_help_shows_documented_arguments() -> None:
+    r = run_cli("fit", "--model.help", "Classifier")
+    assert r.returncode == 0, r.stderr
+    assert "--model.lr" in r.stdout
+    assert "learning rate" in r.stdout.lower()
+    assert "weight_decay" in r.stdout
+
+
+def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
+    r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path),
+                "--data.init_args.forget_fraction", "1.5")
+    assert r.returncode != 0
+    assert "unlearning: error: forget_fraction must be in (0, 1), got 1.5" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_dataset_error_says_how_to_point_at_local_copy(tmp_path: Path) -> None:
+    r = run_cli("fit", "-c", "configs/cpu/original.yaml", *quick_args(tmp_path),
+                "--data.init_args.root", str(tmp_path / "missing"))
+    assert r.returncode != 0
+    assert "--data.init_args.root" in r.stderr or "cifar10-jpeg" in r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def _csv_metrics(path: Path) -> dict[str, float]:
+    rows = list(csv.DictReader(path.open()))
+    out: dict[str, float] = {}
+    for row in rows:
+        out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return out
+
+
+def test_ddp_two_processes_log_the_same_accuracies_as_one(tmp_path: Path) -> None:
+    """2-process DDP on CPU: evaluation metrics equal a single-process run's on the same model."""
+    fit = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path, "orig"),
+                  "--trainer.strategy", "ddp", "--trainer.devices", "2")
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = tmp_path / "orig" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    metrics = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp")):
+        out = tmp_path / f"val{devices}"
+        r = run_cli("validate", "-c", "configs/toy/original.yaml", "--ckpt_path", str(ckpt),
+                    "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
+                    "--trainer.strategy", strategy, "--trainer.enable_progress_bar", "false",
+                    "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+                    "--trainer.logger.save_dir", str(out), "--trainer.logger.name", "m",
+                    "--trainer.logger.version", "0")
+        assert r.returncode == 0, r.stderr[-3000:]
+        (csv_file,) = out.rglob("metrics.csv")
+        metrics[devices] = _csv_metrics(csv_file)
+    keys = [k for k in metrics[1] if k.startswith("val/") and k.endswith(("_acc", "_loss", "simple_mia"))]
+    assert {"val/retain_acc", "val/forget_acc", "val/val_acc", "val/test_acc", "val/simple_mia"} <= set(keys)
+    for k in keys:
+        assert metrics[2][k] == pytest.approx(metrics[1][k], abs=1e-6), k
+
+
+def test_bf16_mixed_runs_on_cpu(tmp_path: Path) -> None:
+    r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path), "--trainer.precision", "bf16-mixed")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

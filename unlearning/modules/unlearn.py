@@ -1,0 +1,168 @@
+"""The base class of every unlearning algorithm."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from unlearning.modules.base import EvaluatedModule, load_net
+from unlearning.modules.classifier import make_optimizer
+from unlearning.nets import build_net
+
+__all__ = ["UnlearnModule"]
+
+
+class UnlearnModule(EvaluatedModule):
+    """Base class of unlearning algorithms: start from a trained original, train on the declared
+    streams, and be evaluated against the retrain oracle.
+
+    A subclass sets ``train_streams`` (any of ``retain``, ``forget``, ``val``) and writes
+    ``training_step(batch, batch_idx)``, where ``batch`` is ``{stream: (x, y)}`` holding exactly
+    the declared streams. Everything else comes from here: loading the original, a frozen copy of
+    it (only when ``uses_original = True``), evaluation against the oracle, seeding (the run's
+    ``seed_everything`` drives shuffles and any ``torch`` randomness), cost accounting and the
+    default optimiser (SGD + cosine; override ``configure_optimizers`` for another).
+
+    Hooks a subclass may use:
+        ``self.net``: the network being unlearned (starts as a copy of the original).
+        ``self.original_net``: the frozen original (``uses_original = True`` only).
+        ``self.stream(name)``: iterate over a declared stream (``train_streams`` or
+        ``extra_streams``) outside ``training_step``, e.g. a pre-pass in ``on_train_start``.
+        Cost counts every image the network sees in training mode, wherever it comes from.
+
+    Args:
+        original: path of the original model's checkpoint (written by ``Classifier``); its
+            network is rebuilt from the checkpoint alone. Required, except when reloading an
+            unlearned checkpoint, which stands alone.
+        oracle: path of a retrain oracle's checkpoint to compare with at every evaluation
+            (accuracy and MIA gaps, KL divergence, cost fraction). Optional.
+        lr: learning rate of the default optimiser.
+        momentum: SGD momentum of the default optimiser.
+        weight_decay: SGD weight decay of the default optimiser.
+        scheduler: ``cosine`` (per step, to zero over the run) or ``none``.
+        oracle_train_time_s: one oracle training's wall time, for the cost fraction, when no
+            oracle checkpoint is given (or to override the one it records).
+        net_spec: the network's spec; filled in automatically (reloading a checkpoint).
+        log_distributions: see :class:`~unlearning.modules.base.EvaluatedModule`.
+        mia_seed: see :class:`~unlearning.modules.base.EvaluatedModule`.
+    """
+
+    train_streams: ClassVar[tuple[str, ...]] = ("retain", "forget")
+    #: streams read only through :meth:`stream` (e.g. a scoring pass), not delivered every step.
+    extra_streams: ClassVar[tuple[str, ...]] = ()
+    #: keep a frozen copy of the original as ``self.original_net`` (teachers, distillation).
+    uses_original: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        original: str | None = None,
+        oracle: str | None = None,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        scheduler: Literal["cosine", "none"] = "cosine",
+        oracle_train_time_s: float | None = None,
+        net_spec: dict[str, Any] | None = None,
+        log_distributions: bool = True,
+        mia_seed: int = 0,
+    ) -> None:
+        if original is not None:
+            net, meta = load_net(original)
+            num_classes = int(meta["num_classes"])
+            spec = meta["net"]
+        elif net_spec is not None:
+            spec = net_spec
+            net = build_net(spec)
+            num_classes = int(self._num_classes_hint(net))
+        else:
+            raise ValueError(f"{type(self).__name__} needs `original`: the path of the original model's checkpoint")
+        super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.save_hyperparameters(ignore=["original", "oracle", "net_spec"])
+        self.hparams["net_spec"] = spec
+        self.set_net(net.train().requires_grad_(True), spec)
+        if self.uses_original:
+            self.original_net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.lr, self.momentum, self.weight_decay, self.scheduler = lr, momentum, weight_decay, scheduler
+        self.oracle_cost: dict[str, float] = {}
+        if oracle is not None:
+            oracle_net, oracle_meta = load_net(oracle)
+            self.set_reference(oracle_net, "oracle")
+            self.oracle_cost = dict(oracle_meta.get("cost", {}))
+        if oracle_train_time_s is not None:
+            self.oracle_cost["train_time_s"] = float(oracle_train_time_s)
+
+    @staticmethod
+    def _num_classes_hint(net: nn.Module) -> int:
+        args = getattr(net, "init_args", {})
+        if "num_classes" in args:
+            return int(args["num_classes"])
+        last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+        return int(last.out_features)
+
+    def train(self, mode: bool = True) -> UnlearnModule:
+        """Set train/eval mode; the frozen original always stays in eval mode."""
+        super().train(mode)
+        if self.uses_original:
+            self.original_net.eval()
+        return self
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def stream(self, name: str, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Iterate once over a declared training stream (shuffled, augmented as in training).
+
+        Raises:
+            ValueError: if ``name`` is not in :attr:`train_streams` (the module may only see the
+                data it declared).
+        """
+        if name not in (*self.train_streams, *self.extra_streams):
+            raise ValueError(
+                f"{type(self).__name__} did not declare stream {name!r} in train_streams "
+                f"{self.train_streams} or extra_streams {self.extra_streams}"
+            )
+        loader = self.trainer.datamodule.stream_loader(name, train=True, batch_size=batch_size)
+        for x, y in loader:
+            yield x.to(self.device), y.to(self.device)
+
+    def forget_every(self) -> int:
+        """``ceil(len(retain) / len(forget))`` in batches: taking a forget step on every k-th
+        step sweeps the forget set about once per epoch while the retain stream drives the epoch
+        (the ``max_size_cycle`` combination would otherwise revisit the forget set k times)."""
+        loaders = self.trainer.train_dataloader
+        iterables = getattr(loaders, "iterables", loaders)
+        n_retain, n_forget = len(iterables["retain"]), max(1, len(iterables["forget"]))
+        return max(1, math.ceil(n_retain / n_forget))
+
+    def configure_optimizers(self) -> Any:
+        """SGD with the module's lr, momentum and weight decay (+ cosine schedule)."""
+        return make_optimizer(self, self.net.parameters(), self.lr, self.momentum, self.weight_decay, self.scheduler)
+
+    def cost_scalars(self) -> dict[str, float]:
+        """Cost, and its fraction of one oracle training when that is known."""
+        out = super().cost_scalars()
+        oracle_time = self.oracle_cost.get("train_time_s")
+        if oracle_time:
+            out["cost_time_fraction"] = out["cost_time_s"] / float(oracle_time)
+        oracle_images = self.oracle_cost.get("images_seen")
+        if oracle_images:
+            out["cost_images_fraction"] = out["cost_images"] / float(oracle_images)
+        return out
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """Also record the oracle's cost, so the fraction can be recomputed later."""
+        meta = super().checkpoint_meta()
+        meta["oracle_cost"] = dict(self.oracle_cost)
+        return meta
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore cost and oracle cost."""
+        super().on_load_checkpoint(checkpoint)
+        self.oracle_cost.update(checkpoint.get("unlearning", {}).get("oracle_cost", {}))
+
+

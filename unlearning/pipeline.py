@@ -1,0 +1,119 @@
+"""Chaining the stages from Python: train, unlearn, evaluate, compare.
+
+The same commands a user types (``unlearning fit -c ...``), run in-process, plus evaluation of
+any checkpoint of the project against the split of a config and a comparison table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch import LightningModule
+
+from unlearning.cli import main
+from unlearning.modules.base import load_checkpoint_meta, load_net
+
+__all__ = ["COLUMNS", "evaluate_checkpoint", "fit_stage", "markdown_table", "stage_checkpoint"]
+
+#: (metric key, column title) of the comparison table.
+COLUMNS = (
+    ("retain_acc", "retain acc"),
+    ("forget_acc", "forget acc"),
+    ("val_acc", "val acc"),
+    ("test_acc", "test acc"),
+    ("simple_mia", "simple MIA"),
+    ("mia_efficacy", "MIA-efficacy"),
+    ("cost_fraction", "cost (x oracle)"),
+)
+
+
+def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
+    """Where ``unlearning fit -c config`` writes ``last.ckpt`` (from the config's logger)."""
+    cfg = yaml.safe_load(Path(config).read_text())
+    init = cfg["trainer"]["logger"]["init_args"]
+    save_dir, name = init["save_dir"], init["name"]
+    args = list(overrides)
+    for i, a in enumerate(args[:-1]):
+        if a == "--trainer.logger.init_args.save_dir":
+            save_dir = args[i + 1]
+        if a == "--trainer.logger.init_args.name":
+            name = args[i + 1]
+    return Path(save_dir) / name / "checkpoints" / "last.ckpt"
+
+
+def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = True) -> Path:
+    """Run ``unlearning fit -c config OVERRIDES`` unless its ``last.ckpt`` exists (``reuse``).
+
+    Returns:
+        The path of the stage's ``last.ckpt``.
+    """
+    ckpt = stage_checkpoint(config, overrides)
+    if reuse and ckpt.is_file():
+        print(f"reusing {ckpt}")
+        return ckpt
+    main(["fit", "-c", str(config), *overrides])
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"fit -c {config} finished without writing {ckpt}")
+    return ckpt
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    data_config: str | Path,
+    overrides: Sequence[str] = (),
+    oracle: str | Path | None = None,
+) -> dict[str, float]:
+    """Test any checkpoint of the project on the split of ``data_config``.
+
+    Args:
+        ckpt: a checkpoint written by a ``Classifier``, ``RetrainOracle`` or ``UnlearnModule``.
+        data_config: a config whose ``data`` section defines the split (and its trainer settings
+            are used for the test run).
+        overrides: extra command-line arguments for that config (e.g. the data root).
+        oracle: an oracle checkpoint to compare with (gaps, KL, cost fraction).
+
+    Returns:
+        The ``test/...`` metrics without the prefix, plus ``cost_fraction`` (wall time as a
+        fraction of the oracle's training) when an oracle is given.
+    """
+    import importlib
+
+    meta = load_checkpoint_meta(ckpt)
+    module_path, _, cls_name = meta["module"].rpartition(".")
+    cls: type[LightningModule] = getattr(importlib.import_module(module_path), cls_name)
+    module = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
+    if oracle is not None:
+        oracle_net, _ = load_net(oracle)
+        module.set_reference(oracle_net, "oracle")
+    cli = main(
+        [
+            "test", "-c", str(data_config), *overrides,
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.devices", "1",
+        ],
+        run=False,
+    )
+    results = cli.trainer.test(module, datamodule=cli.datamodule, verbose=False)[0]
+    out = {k.removeprefix("test/"): float(v) for k, v in results.items()}
+    if oracle is not None:
+        oracle_time = load_checkpoint_meta(oracle)["cost"].get("train_time_s", 0.0)
+        out["cost_fraction"] = float(meta["cost"]["train_time_s"]) / oracle_time if oracle_time else math.nan
+    return out
+
+
+def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
+    """A Markdown table, one row per model, one column per metric."""
+    head = "| model | " + " | ".join(title for _, title in columns) + " |"
+    sep = "|---|" + "---:|" * len(columns)
+    lines = [head, sep]
+    for name, metrics in rows.items():
+        cells = []
+        for key, _ in columns:
+            v = metrics.get(key)
+            cells.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
