@@ -57,25 +57,32 @@ class KitDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def run_kit(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batches: int, batch_size: int, channels_last: bool) -> float:
+def run_kit(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batches: int, batch_size: int,
+            channels_last: bool, device: str = "cpu", precision: str = "32") -> float:
     loader = torch.utils.data.DataLoader(KitDataset(x, y), batch_size=batch_size, shuffle=True, num_workers=2,
                                          persistent_workers=False)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.train()
     it = iter(loader)
     xb, yb = next(it)  # worker start-up is not counted
     start, n = time.perf_counter(), 0
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     for _ in range(batches):
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(net(xb), yb)
+        with autocast:
+            loss = F.cross_entropy(net(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
         n += xb.shape[0]
         xb, yb = next(it)
+    if device == "cuda":
+        torch.cuda.synchronize()
     return n / (time.perf_counter() - start)
 
 
@@ -86,15 +93,19 @@ class _EpochTimer(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
         if batch_idx >= 1:
+            if torch.cuda.is_available() and pl_module.device.type == "cuda":
+                torch.cuda.synchronize()
             self.n += sum(v[0].shape[0] for v in batch.values())
             self.rate = self.n / (time.perf_counter() - self.start)
 
 
-def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, channels_last: bool) -> float:
+def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, channels_last: bool,
+                device: str = "cpu", precision: str = "32") -> float:
     dm = CIFAR10DataModule(root=root, train_subset=subset, augment=True, batch_size=batch_size)
     module = Classifier(net=net, channels_last=channels_last, log_distributions=False, scheduler="none")
     timer = _EpochTimer()
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=batches + 1, limit_val_batches=0, accelerator="cpu",
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=batches + 1, limit_val_batches=0, accelerator=device,
+                        devices=1, precision=precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer])
     trainer.fit(module, dm)
@@ -110,6 +121,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--subset", type=int, default=10000)
     p.add_argument("--channels-last", action="store_true", help="both sides in channels-last layout")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     p.add_argument("--out", default="benchmarks/results/throughput.json")
     args = p.parse_args()
 
@@ -122,10 +135,11 @@ def main() -> None:
         rates: dict[str, list[float]] = {"project": [], "kit": []}
         for r in range(args.repeats):
             torch.manual_seed(r)
-            rates["kit"].append(run_kit(NETS[name](), x, y, args.batches, args.batch_size, args.channels_last))
+            rates["kit"].append(run_kit(NETS[name](), x, y, args.batches, args.batch_size, args.channels_last,
+                                        args.device, args.precision))
             torch.manual_seed(r)
-            rates["project"].append(
-                run_project(NETS[name](), args.root, args.subset, args.batches, args.batch_size, args.channels_last))
+            rates["project"].append(run_project(NETS[name](), args.root, args.subset, args.batches, args.batch_size,
+                                                args.channels_last, args.device, args.precision))
         med = {k: statistics.median(v) for k, v in rates.items()}
         results[name] = {"images_per_s": rates, "median": med, "ratio": med["project"] / med["kit"]}
         print(f"{name}: project {med['project']:.0f} img/s, kit {med['kit']:.0f} img/s, ratio {results[name]['ratio']:.2f}")
@@ -141,6 +155,7 @@ def main() -> None:
         "what": "training images/s, median of repeats, measured alternately in one run",
         "batch_size": args.batch_size, "batches": args.batches, "repeats": args.repeats,
         "channels_last": args.channels_last, "threads": torch.get_num_threads(),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(), "precision": args.precision,
         "torch": str(torch.__version__), "machine": platform.machine(), "results": results,
     }, indent=2))
     print(f"wrote {out}")

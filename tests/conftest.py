@@ -88,3 +88,18 @@ def quick_args(tmp: Path, name: str = "run") -> list[str]:
         "--trainer.logger.init_args.save_dir", str(tmp),
         "--trainer.logger.init_args.name", name,
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path) -> dict[str, Path]:
+    """A tiny original and oracle (SmallCNN, 2 batches) for configs that start from them."""
+    out = tmp_path_factory.mktemp("ckpts")
+    paths = {}
+    for key, cfg in (("original", "configs/cpu/original.yaml"), ("oracle", "configs/cpu/retrain.yaml")):
+        from unlearning.cli import main
+
+        main(["fit", "-c", cfg, *quick_args(out, key), "--data.init_args.root", str(tiny_cifar),
+              "--data.init_args.train_subset", "null"])
+        paths[key] = out / key / "checkpoints" / "last.ckpt"
+        assert paths[key].is_file()
+    return paths

@@ -27,19 +27,6 @@ def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path]) 
     return args
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path) -> dict[str, Path]:
-    """A tiny original and oracle (SmallCNN, 2 batches) for configs that start from them."""
-    out = tmp_path_factory.mktemp("ckpts")
-    paths = {}
-    for key, cfg in (("original", "configs/cpu/original.yaml"), ("oracle", "configs/cpu/retrain.yaml")):
-        main(["fit", "-c", cfg, *quick_args(out, key), "--data.init_args.root", str(tiny_cifar),
-              "--data.init_args.train_subset", "null"])
-        paths[key] = out / key / "checkpoints" / "last.ckpt"
-        assert paths[key].is_file()
-    return paths
-
-
 @pytest.mark.parametrize("config_path", CONFIGS)
 def test_config_runs(config_path: str, tmp_path: Path, tiny_cifar: Path, request: pytest.FixtureRequest) -> None:
     config = yaml.safe_load((REPO / config_path).read_text())

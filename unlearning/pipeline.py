@@ -17,7 +17,7 @@ from lightning.pytorch import LightningModule
 from unlearning.cli import main
 from unlearning.modules.base import load_checkpoint_meta, load_net
 
-__all__ = ["COLUMNS", "evaluate_checkpoint", "fit_stage", "markdown_table", "stage_checkpoint"]
+__all__ = ["COLUMNS", "evaluate_checkpoint", "fit_stage", "markdown_table", "run_comparison", "stage_checkpoint"]
 
 #: (metric key, column title) of the comparison table.
 COLUMNS = (
@@ -91,7 +91,7 @@ def evaluate_checkpoint(
         module.set_reference(oracle_net, "oracle")
     cli = main(
         [
-            "test", "-c", str(data_config), *overrides,
+            "-c", str(data_config), *overrides,
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.devices", "1",
         ],
@@ -117,3 +117,43 @@ def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str,
             cells.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_comparison(
+    methods: Sequence[str],
+    common: Sequence[str] = (),
+    preset: str = "configs/cpu",
+    reuse: bool = True,
+    reuse_methods: bool | None = None,
+) -> dict[str, dict[str, float]]:
+    """Train (or reuse) the original and the oracle of a preset, unlearn with each method, and
+    test every model on the same split against the oracle.
+
+    Args:
+        methods: names of ``<preset>/unlearn/<name>.yaml`` configs.
+        common: overrides for every stage (e.g. ``["--data.init_args.root", PATH]``).
+        preset: folder of ``original.yaml``, ``retrain.yaml`` and ``unlearn/``.
+        reuse: reuse the original and oracle checkpoints when they exist.
+        reuse_methods: reuse the methods' checkpoints when they exist (default: as ``reuse``).
+
+    Returns:
+        ``{row name: test metrics}`` for ``original``, ``oracle (retrain)`` and each method.
+    """
+    preset_dir = Path(preset)
+    original = fit_stage(preset_dir / "original.yaml", common, reuse=reuse)
+    oracle = fit_stage(preset_dir / "retrain.yaml", common, reuse=reuse)
+    unlearned = {}
+    for name in methods:
+        cfg = preset_dir / "unlearn" / f"{name}.yaml"
+        if not cfg.is_file():
+            raise FileNotFoundError(f"no config {cfg} for method {name!r}")
+        overrides = [*common, "--model.init_args.original", str(original), "--model.init_args.oracle", str(oracle)]
+        unlearned[name] = fit_stage(cfg, overrides, reuse=reuse if reuse_methods is None else reuse_methods)
+    data_config = preset_dir / "original.yaml"
+    rows = {
+        "original": evaluate_checkpoint(original, data_config, common, oracle=oracle),
+        "oracle (retrain)": evaluate_checkpoint(oracle, data_config, common, oracle=oracle),
+    }
+    for name, ckpt in unlearned.items():
+        rows[name] = evaluate_checkpoint(ckpt, data_config, common, oracle=oracle)
+    return rows
