@@ -48,8 +48,9 @@ def main() -> None:
         "on losses, forget vs test, 10-fold CV accuracy (0.5 = chance); MIA-efficacy = share of forget called "
         "non-member by an SVC trained on retain vs test confidences; cost = training wall time as a fraction "
         "of the oracle's.\n\n"
-        f"Produced by `python benchmarks/unlearn_cpu.py` in {wall / 60:.1f} min on {platform.machine()} "
-        f"({torch.get_num_threads()} threads), torch {torch.__version__}.\n\n"
+        f"Produced by `python benchmarks/unlearn_cpu.py{' --reuse' if args.reuse else ''}` in {wall / 60:.1f} min "
+        f"on {platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
+        f"{' (method checkpoints reused where they existed; train times are those recorded in them)' if args.reuse else ''}.\n\n"
     )
     (out.with_suffix(".md")).write_text(header + table + "\n")
     (out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "wall_s": wall, "torch": str(torch.__version__)}, indent=2))

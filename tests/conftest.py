@@ -82,6 +82,7 @@ def quick_args(tmp: Path, name: str = "run") -> list[str]:
         "--trainer.limit_test_batches", "1",
         "--trainer.num_sanity_val_steps", "0",
         "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
         "--trainer.accelerator", "cpu",
