@@ -28,7 +28,9 @@ def test_custom_method_runs_through_the_cli_by_class_path(tiny_cifar: Path, tiny
 
 def test_quickstart_pipeline_prints_the_comparison(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
     from examples.quickstart import main as quickstart
+    from tests.conftest import REPO
 
+    before = set(REPO.iterdir())
     args = [a for a in quick_args(tmp_path) if a != "--trainer.logger.init_args.name" and a != "run"]
     rows = quickstart(["--root", str(tiny_cifar), "--data.init_args.train_subset", "null", *args])
     assert set(rows) == {"original", "oracle (retrain)", "finetune"}
@@ -39,3 +41,4 @@ def test_quickstart_pipeline_prints_the_comparison(tiny_cifar: Path, tmp_path: P
     assert "| finetune |" in out and "simple MIA" in out
     for stage in ("original", "retrain", "finetune"):
         assert (tmp_path / stage / "checkpoints" / "last.ckpt").is_file()
+    assert set(REPO.iterdir()) == before, "evaluation wrote into the working directory"

@@ -51,22 +51,26 @@ class UnlearningCLI(LightningCLI):
         )
 
 
-def main(args: ArgsType = None, run: bool = True) -> Any:
+def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> Any:
     """Entry point of the ``unlearning`` console script and of ``python -m unlearning``.
 
     Args:
         args: command-line arguments (default ``sys.argv[1:]``), as a list or a dict.
         run: run the subcommand; with ``False`` only instantiate (for scripting).
+        save_config: write the run's ``config.yaml`` beside its logs.
 
     Returns:
         The :class:`UnlearningCLI` instance.
     """
+    from lightning.pytorch.cli import SaveConfigCallback
+
     return UnlearningCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
+        save_config_callback=SaveConfigCallback if save_config else None,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"version": unlearning.__version__},
         args=args,

@@ -96,6 +96,7 @@ def evaluate_checkpoint(
             "--trainer.devices", "1",
         ],
         run=False,
+        save_config=False,
     )
     results = cli.trainer.test(module, datamodule=cli.datamodule, verbose=False)[0]
     out = {k.removeprefix("test/"): float(v) for k, v in results.items()}
