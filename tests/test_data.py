@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +47,19 @@ def test_image_folder_source_on_real_cifar(shared_subset: Path, tmp_path: Path) 
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.heldout_y, b.heldout_y)
 
 
-def test_cache_is_used_and_keyed_by_source(tiny_cifar: Path, tmp_path: Path) -> None:
-    load_cifar10(tiny_cifar, cache_dir=tmp_path)
+def test_cache_is_used_and_keyed_by_source(tiny_cifar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unlearning.data.sources as sources
+
+    first = load_cifar10(tiny_cifar, cache_dir=tmp_path)
     (cache,) = tmp_path.glob("imagefolder-*.pt")
-    t0 = time.perf_counter()
-    load_cifar10(tiny_cifar, cache_dir=tmp_path)
-    assert time.perf_counter() - t0 < 5
+
+    def no_decoding(path: Path) -> None:
+        raise AssertionError(f"decoded {path} although the cache exists")
+
+    monkeypatch.setattr(sources, "_decode", no_decoding)
+    again = load_cifar10(tiny_cifar, cache_dir=tmp_path)
+    assert torch.equal(first.train_x, again.train_x)
+    monkeypatch.undo()
     other = tmp_path / "other"
     shutil.copytree(tiny_cifar, other)
     (other / "train" / "cat" / "0000.jpg").unlink()
