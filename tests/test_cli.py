@@ -79,3 +79,7 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path) -> None:
     r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path), "--trainer.precision", "bf16-mixed")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    from tests.conftest import read_scalars
+
+    acc = read_scalars(tmp_path / "run")["val/val_acc"][-1][1]
+    assert 0.0 <= acc <= 1.0

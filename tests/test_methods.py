@@ -98,6 +98,26 @@ def original_metrics(models: dict[str, Path], tmp_path_factory: pytest.TempPathF
             "original_test_acc": orig["test/test_acc"]}
 
 
+def test_cost_counts_exactly_the_images_trained_on(tmp_path: Path) -> None:
+    """Two epochs of the original see retain + forget twice; the oracle sees retain twice; the
+    ratio of their costs is what cost fractions report."""
+    dm = datamodule()
+    dm.setup()
+    n_train, n_retain = len(dm.split.train), len(dm.split.retain)
+    costs = {}
+    for cls in (Classifier, RetrainOracle):
+        module = cls(net=SmallCNN(width=4, hidden=16), log_distributions=False)
+        trainer(tmp_path, 2, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule())
+        costs[cls] = module.cost
+        assert module.cost["train_time_s"] > 0
+    assert costs[Classifier]["images_seen"] == 2 * n_train
+    assert costs[RetrainOracle]["images_seen"] == 2 * n_retain
+    module.set_reference(SmallCNN(width=4, hidden=16), cost=costs[Classifier])
+    fractions = module.cost_scalars()
+    assert fractions["cost_images_fraction"] == n_retain / n_train
+    assert fractions["cost_time_fraction"] == costs[RetrainOracle]["train_time_s"] / costs[Classifier]["train_time_s"]
+
+
 def test_methods_are_found() -> None:
     names = {c.__name__ for c in all_methods()}
     assert {"Finetune", "NegGradPlus", "RandomLabel", "SCRUB", "KLUniformContrastive", "GradientReinit"} <= names

@@ -17,7 +17,15 @@ from lightning.pytorch import LightningModule
 from unlearning.cli import main
 from unlearning.modules.base import load_checkpoint_meta, load_net
 
-__all__ = ["COLUMNS", "evaluate_checkpoint", "fit_stage", "markdown_table", "run_comparison", "stage_checkpoint"]
+__all__ = [
+    "COLUMNS",
+    "evaluate_checkpoint",
+    "fit_stage",
+    "markdown_table",
+    "run_comparison",
+    "stage_checkpoint",
+    "evaluation_setup",
+]
 
 #: (metric key, column title) of the comparison table.
 COLUMNS = (
@@ -27,7 +35,7 @@ COLUMNS = (
     ("test_acc", "test acc"),
     ("simple_mia", "simple MIA"),
     ("mia_efficacy", "MIA-efficacy"),
-    ("cost_fraction", "cost (x oracle)"),
+    ("cost_time_fraction", "cost (x oracle)"),
 )
 
 
@@ -61,34 +69,12 @@ def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = T
     return ckpt
 
 
-def evaluate_checkpoint(
-    ckpt: str | Path,
-    data_config: str | Path,
-    overrides: Sequence[str] = (),
-    oracle: str | Path | None = None,
-) -> dict[str, float]:
-    """Test any checkpoint of the project on the split of ``data_config``.
+def evaluation_setup(data_config: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
+    """A trainer and a data module from a config, to test checkpoints on its split.
 
-    Args:
-        ckpt: a checkpoint written by a ``Classifier``, ``RetrainOracle`` or ``UnlearnModule``.
-        data_config: a config whose ``data`` section defines the split (and its trainer settings
-            are used for the test run).
-        overrides: extra command-line arguments for that config (e.g. the data root).
-        oracle: an oracle checkpoint to compare with (gaps, KL, cost fraction).
-
-    Returns:
-        The ``test/...`` metrics without the prefix, plus ``cost_fraction`` (wall time as a
-        fraction of the oracle's training) when an oracle is given.
+    Build it once and pass it to :func:`evaluate_checkpoint` for every model to compare: the data
+    is loaded and split once.
     """
-    import importlib
-
-    meta = load_checkpoint_meta(ckpt)
-    module_path, _, cls_name = meta["module"].rpartition(".")
-    cls: type[LightningModule] = getattr(importlib.import_module(module_path), cls_name)
-    module = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
-    if oracle is not None:
-        oracle_net, _ = load_net(oracle)
-        module.set_reference(oracle_net, "oracle")
     cli = main(
         [
             "-c", str(data_config), *overrides,
@@ -98,12 +84,43 @@ def evaluate_checkpoint(
         run=False,
         save_config=False,
     )
-    results = cli.trainer.test(module, datamodule=cli.datamodule, verbose=False)[0]
-    out = {k.removeprefix("test/"): float(v) for k, v in results.items()}
+    return cli.trainer, cli.datamodule
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    data_config: str | Path,
+    overrides: Sequence[str] = (),
+    oracle: str | Path | None = None,
+    setup: tuple[Any, Any] | None = None,
+) -> dict[str, float]:
+    """Test any checkpoint of the project on the split of ``data_config``.
+
+    Args:
+        ckpt: a checkpoint written by a ``Classifier``, ``RetrainOracle`` or ``UnlearnModule``.
+        data_config: a config whose ``data`` section defines the split (and its trainer settings
+            are used for the test run).
+        overrides: extra command-line arguments for that config (e.g. the data root).
+        oracle: an oracle checkpoint to compare with (gaps, KL, cost fractions).
+        setup: ``(trainer, datamodule)`` from :func:`evaluation_setup`, to reuse across checkpoints
+            (``data_config`` and ``overrides`` are then unused).
+
+    Returns:
+        The ``test/...`` metrics without the prefix; with an oracle, ``cost_time_fraction`` is the
+        training wall time as a fraction of the oracle's.
+    """
+    import importlib
+
+    meta = load_checkpoint_meta(ckpt)
+    module_path, _, cls_name = meta["module"].rpartition(".")
+    cls: type[LightningModule] = getattr(importlib.import_module(module_path), cls_name)
+    module = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
     if oracle is not None:
-        oracle_time = load_checkpoint_meta(oracle)["cost"].get("train_time_s", 0.0)
-        out["cost_fraction"] = float(meta["cost"]["train_time_s"]) / oracle_time if oracle_time else math.nan
-    return out
+        oracle_net, oracle_meta = load_net(oracle)
+        module.set_reference(oracle_net, "oracle", cost=oracle_meta.get("cost"))
+    trainer, datamodule = setup if setup is not None else evaluation_setup(data_config, overrides)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    return {k.removeprefix("test/"): float(v) for k, v in results.items()}
 
 
 def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
@@ -151,10 +168,6 @@ def run_comparison(
         overrides = [*common, "--model.init_args.original", str(original), "--model.init_args.oracle", str(oracle)]
         unlearned[name] = fit_stage(cfg, overrides, reuse=reuse if reuse_methods is None else reuse_methods)
     data_config = preset_dir / "original.yaml"
-    rows = {
-        "original": evaluate_checkpoint(original, data_config, common, oracle=oracle),
-        "oracle (retrain)": evaluate_checkpoint(oracle, data_config, common, oracle=oracle),
-    }
-    for name, ckpt in unlearned.items():
-        rows[name] = evaluate_checkpoint(ckpt, data_config, common, oracle=oracle)
-    return rows
+    setup = evaluation_setup(data_config, common)
+    models = {"original": original, "oracle (retrain)": oracle, **unlearned}
+    return {name: evaluate_checkpoint(ckpt, data_config, oracle=oracle, setup=setup) for name, ckpt in models.items()}

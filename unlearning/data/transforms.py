@@ -45,8 +45,6 @@ class ImageTransform:
         std: per-channel standard deviation of the normalisation.
         augment: apply random crop (with ``padding``) and horizontal flip.
         padding: zero padding of the random crop.
-        channels_last: return tensors in channels-last memory format (faster convolutions on
-            CPUs and on tensor-core GPUs).
     """
 
     def __init__(
@@ -55,20 +53,15 @@ class ImageTransform:
         std: Sequence[float] = CIFAR10_STD,
         augment: bool = False,
         padding: int = 4,
-        channels_last: bool = False,
     ) -> None:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.augment = augment
         self.padding = padding
-        self.channels_last = channels_last
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Transform a ``B x C x H x W`` uint8 batch."""
         if self.augment:
             x = random_hflip(random_crop(x, self.padding))
         mean, std = self.mean.to(x.device), self.std.to(x.device)
-        out = (x.to(torch.float32) / 255.0 - mean) / std
-        if self.channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
+        return (x.to(torch.float32) / 255.0 - mean) / std

@@ -172,6 +172,8 @@ class EvaluatedModule(LightningModule):
         # is kept out of the module's parameters, state_dict and checkpoints.
         object.__setattr__(self, "reference", None)
         self.reference_name = "oracle"
+        #: the reference's training cost (from its checkpoint): the denominator of cost fractions
+        self.reference_cost: dict[str, float] = {}
         self.net_spec: dict[str, Any] = {}
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
         self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in EVAL_STREAMS})
@@ -228,6 +230,7 @@ class EvaluatedModule(LightningModule):
             "num_classes": self.num_classes,
             "module": f"{cls.__module__}.{cls.__qualname__}",
             "train_streams": list(self.train_streams),
+            "reference_cost": dict(self.reference_cost),
             "versions": {
                 "torch": str(torch.__version__),
                 "lightning": str(lightning.__version__),
@@ -243,22 +246,26 @@ class EvaluatedModule(LightningModule):
             self._start_clock()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the cost of a resumed run."""
+        """Restore the cost of a resumed run, and the reference's cost."""
         meta = checkpoint.get(META_KEY, {})
         self.cost.update(meta.get("cost", {}))
+        self.reference_cost.update(meta.get("reference_cost", {}))
 
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_streams(self) -> tuple[str, ...]:
         dm = self.trainer.datamodule if self._trainer is not None else None
         return tuple(getattr(dm, "eval_streams", EVAL_STREAMS))
 
-    def set_reference(self, net: nn.Module | None, name: str = "oracle") -> None:
-        """Evaluate ``net`` (frozen) beside the model and log the gaps to it, as ``<name>_...``."""
+    def set_reference(self, net: nn.Module | None, name: str = "oracle", cost: dict[str, float] | None = None) -> None:
+        """Evaluate ``net`` (frozen) beside the model and log the gaps to it, as ``<name>_...``;
+        ``cost`` (the reference's recorded training cost) gives the cost fractions."""
         if net is not None:
             net = net.eval().requires_grad_(False)
         object.__setattr__(self, "reference", net)
         self.reference_name = name
         self._ref_cache = {}
+        if cost is not None:
+            self.reference_cost = dict(cost)
 
     def _reference_logits(self, stream: str, batch_idx: int, x: torch.Tensor) -> torch.Tensor:
         key = (stream, batch_idx)
@@ -342,9 +349,14 @@ class EvaluatedModule(LightningModule):
         self.last_eval = {"prefix": prefix, "scalars": scalars, "outputs": outputs}
 
     def cost_scalars(self) -> dict[str, float]:
-        """Cost of the training so far: ``cost_time_s`` (wall time without validation) and
-        ``cost_images`` (images processed)."""
-        return {"cost_time_s": float(self.cost["train_time_s"]), "cost_images": float(self.cost["images_seen"])}
+        """Cost of the training so far: ``cost_time_s`` (wall time without validation),
+        ``cost_images`` (images processed) and, when the reference's cost is known, their
+        fractions of it (``cost_time_fraction``, ``cost_images_fraction``)."""
+        out = {"cost_time_s": float(self.cost["train_time_s"]), "cost_images": float(self.cost["images_seen"])}
+        for key, name in (("train_time_s", "cost_time_fraction"), ("images_seen", "cost_images_fraction")):
+            if self.reference_cost.get(key):
+                out[name] = float(self.cost[key]) / float(self.reference_cost[key])
+        return out
 
     def on_validation_epoch_end(self) -> None:
         """Log accuracies, losses, attacks and gaps as ``val/...``."""

@@ -90,13 +90,11 @@ class UnlearnModule(EvaluatedModule):
         if self.uses_original:
             self.original_net = copy.deepcopy(net).eval().requires_grad_(False)
         self.lr, self.momentum, self.weight_decay, self.scheduler = lr, momentum, weight_decay, scheduler
-        self.oracle_cost: dict[str, float] = {}
         if oracle is not None:
             oracle_net, oracle_meta = load_net(oracle)
-            self.set_reference(oracle_net, "oracle")
-            self.oracle_cost = dict(oracle_meta.get("cost", {}))
+            self.set_reference(oracle_net, "oracle", cost=oracle_meta.get("cost"))
         if oracle_train_time_s is not None:
-            self.oracle_cost["train_time_s"] = float(oracle_train_time_s)
+            self.reference_cost["train_time_s"] = float(oracle_train_time_s)
 
     @staticmethod
     def _num_classes_hint(net: nn.Module) -> int:
@@ -142,27 +140,3 @@ class UnlearnModule(EvaluatedModule):
     def configure_optimizers(self) -> Any:
         """SGD with the module's lr, momentum and weight decay (+ cosine schedule)."""
         return make_optimizer(self, self.net.parameters(), self.lr, self.momentum, self.weight_decay, self.scheduler)
-
-    def cost_scalars(self) -> dict[str, float]:
-        """Cost, and its fraction of one oracle training when that is known."""
-        out = super().cost_scalars()
-        oracle_time = self.oracle_cost.get("train_time_s")
-        if oracle_time:
-            out["cost_time_fraction"] = out["cost_time_s"] / float(oracle_time)
-        oracle_images = self.oracle_cost.get("images_seen")
-        if oracle_images:
-            out["cost_images_fraction"] = out["cost_images"] / float(oracle_images)
-        return out
-
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """Also record the oracle's cost, so the fraction can be recomputed later."""
-        meta = super().checkpoint_meta()
-        meta["oracle_cost"] = dict(self.oracle_cost)
-        return meta
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore cost and oracle cost."""
-        super().on_load_checkpoint(checkpoint)
-        self.oracle_cost.update(checkpoint.get("unlearning", {}).get("oracle_cost", {}))
-
-
