@@ -57,8 +57,10 @@ def test_cache_is_used_and_keyed_by_source(tiny_cifar: Path, tmp_path: Path, mon
         raise AssertionError(f"decoded {path} although the cache exists")
 
     monkeypatch.setattr(sources, "_decode", no_decoding)
-    again = load_cifar10(tiny_cifar, cache_dir=tmp_path)
-    assert torch.equal(first.train_x, again.train_x)
+    assert load_cifar10(tiny_cifar, cache_dir=tmp_path) is first  # kept in memory by the process
+    sources._LOADED.clear()
+    again = load_cifar10(tiny_cifar, cache_dir=tmp_path)  # read from the disk cache
+    assert again is not first and torch.equal(first.train_x, again.train_x)
     monkeypatch.undo()
     other = tmp_path / "other"
     shutil.copytree(tiny_cifar, other)

@@ -1,7 +1,8 @@
 """The ``unlearning`` command: LightningCLI over every module and data module of the project.
 
 ``unlearning fit|validate|test|predict -c FILE`` with any ``LightningModule`` /
-``LightningDataModule`` subclass selected by ``class_path`` (short names for the project's own).
+``LightningDataModule`` subclass selected by ``class_path`` (short names for the project's own),
+and ``unlearning score -c FILE`` (see :mod:`unlearning.scoring`).
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
         save_config: write the run's ``config.yaml`` beside its logs.
 
     Returns:
-        The :class:`UnlearningCLI` instance.
+        The :class:`UnlearningCLI` instance (for ``score``: the content of its ``score.json``).
     """
     from lightning.pytorch.cli import SaveConfigCallback
 
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and argv[:1] == ["score"]:
+        from unlearning.scoring.cli import main as score_main
+
+        return score_main(argv[1:])
     return UnlearningCLI(
         LightningModule,
         LightningDataModule,

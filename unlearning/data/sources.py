@@ -155,6 +155,10 @@ _LAYOUTS = (
 def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> ImageArrays:
     """Load CIFAR-10 from a local copy, or download it with torchvision.
 
+    The arrays of the last two sources loaded are kept in memory for the life of the process, so
+    that many runs in one process (e.g. ``unlearning score``) neither list the image folder nor
+    read the decoded cache again. Treat the returned tensors as read-only.
+
     Args:
         root: an image folder (``train/<class>/*``, ``test/<class>/*``), a folder holding
             torchvision's ``cifar-10-batches-py/`` (or that folder itself), or ``None`` to use
@@ -169,6 +173,20 @@ def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, d
         FileNotFoundError: if ``root`` holds neither accepted layout, or the download fails.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = (str(Path(root).resolve()) if root is not None else None, str(cache_dir.resolve()))
+    arrays = _LOADED.get(key)
+    if arrays is None:
+        arrays = _load_cifar10(root, cache_dir, download)
+        _LOADED[key] = arrays
+        while len(_LOADED) > 2:
+            _LOADED.pop(next(iter(_LOADED)))
+    return arrays
+
+
+_LOADED: dict[tuple[str | None, str], ImageArrays] = {}
+
+
+def _load_cifar10(root: str | Path | None, cache_dir: Path, download: bool) -> ImageArrays:
     if root is None:
         target = cache_dir / "cifar10"
         batch_dir = target / "cifar-10-batches-py"

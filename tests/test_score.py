@@ -1,0 +1,182 @@
+"""``unlearning score``: the cache (reuse, resume after a kill, shards), the aggregation, the outputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+from unlearning.cli import main
+from unlearning.metrics.forgetting import final_score, forgetting_quality, per_example_epsilon
+from unlearning.scoring import parse_seed_range
+from unlearning.scoring.cache import RecipeCache
+from unlearning.scoring.score import _score
+
+TOY = str(REPO / "configs" / "score" / "toy.yaml")
+N = 3  # 2N = 6 oracles, N = 3 method runs, 1 original: 10 toy models, about 1 s each
+
+
+def _score_args(tmp: Path, *extra: str) -> list[str]:
+    return [
+        "score", "-c", TOY, "--n_models", str(N), "--progress", "false",
+        "--cache_dir", str(tmp / "cache"), "--output_dir", str(tmp / "out"), *extra,
+    ]
+
+
+def _seed_dirs(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*/seed-*"))
+
+
+def test_seed_range() -> None:
+    assert parse_seed_range(None, 8) == range(8)
+    assert parse_seed_range("2:5", 8) == range(2, 5)
+    assert parse_seed_range("3", 8) == range(3, 4)
+    assert parse_seed_range("4:", 8) == range(4, 8)
+    for bad in ("5:2", "a:b", "1:2:3", "-1:3"):
+        with pytest.raises(ValueError, match="seeds"):
+            parse_seed_range(bad, 8)
+
+
+def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    first = main(_score_args(tmp_path))
+    assert first is not None
+    assert first["timings"]["models_trained"] == 1 + 2 * N + N
+    out = tmp_path / "out" / "finetune"
+    saved = json.loads((out / "score.json").read_text())
+    conf_o, conf_u = np.load(out / "confidences_oracle.npy"), np.load(out / "confidences_unlearned.npy")
+    e = saved["num_forget"]
+    assert conf_o.shape == (e, 2 * N) and conf_u.shape == (e, N) and e == 20
+    # The saved numbers are the metric of the saved confidences.
+    assert np.array_equal(np.load(out / "epsilon.npy"), per_example_epsilon(conf_o[:, :N], conf_u))
+    assert saved["forgetting_quality"] == pytest.approx(forgetting_quality(conf_o[:, :N], conf_u))
+    assert saved["ceiling"] == pytest.approx(forgetting_quality(conf_o[:, :N], conf_o[:, N:]))
+    assert saved["final_score"] == pytest.approx(
+        saved["forgetting_quality"] * saved["retain_acc_ratio"] * saved["test_acc_ratio"]
+    )
+    assert set(saved["unlearned"]) >= {"retain_acc", "test_acc", "simple_mia", "mia_efficacy", "cost_time_fraction"}
+    for name in ("epsilon.png", "confidences.png", "report.md"):
+        assert (out / name).stat().st_size > 1000 or name == "report.md" and (out / name).stat().st_size > 200
+    assert "| F | ceiling |" in (out / "report.md").read_text()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+    models = [d / "model.ckpt" for d in _seed_dirs(tmp_path / "cache")]
+    assert len(models) == 10
+    stamps = [m.stat().st_mtime_ns for m in models]
+    second = main(_score_args(tmp_path))
+    assert second["timings"]["models_trained"] == 0
+    assert [m.stat().st_mtime_ns for m in models] == stamps
+    assert second["forgetting_quality"] == first["forgetting_quality"]
+
+    # A different method config is a different method cache; the oracles and the original are reused.
+    third = main(_score_args(tmp_path, "--method_args", '["--model.init_args.lr", "0.01"]', "--name", "ft_lr01"))
+    assert third["timings"]["models_trained"] == N
+
+
+def test_killed_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = [sys.executable, "-m", "unlearning", *_score_args(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while len(_seed_dirs(tmp_path / "cache")) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finished = _seed_dirs(tmp_path / "cache")
+    assert 3 <= len(finished) < 10, "the run should have been killed mid-way"
+    for d in finished:  # a seed folder exists only once complete
+        assert {"model.ckpt", "record.json", "forget_lsc.npy"} <= {p.name for p in d.iterdir()}
+    assert not (tmp_path / "out").exists()
+
+    monkeypatch.chdir(REPO)
+    result = main(_score_args(tmp_path))
+    assert result["timings"]["models_trained"] == 10 - len(finished)
+    assert not list((tmp_path / "cache").glob("*/.tmp-*")), "stale temporary folders of the killed run remain"
+
+
+def test_seed_shards_fill_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    assert main(_score_args(tmp_path, "--seeds", "0:3")) is None  # original, oracles 0-2, methods 0-2
+    assert len(_seed_dirs(tmp_path / "cache")) == 7
+    assert not (tmp_path / "out").exists()
+    last = main(_score_args(tmp_path, "--seeds", "3:6"))  # oracles 3-5: the cache is complete, it scores
+    assert last is not None and last["timings"]["models_trained"] == 3
+    assert main(_score_args(tmp_path))["timings"]["models_trained"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n_models", "1"], "n_models must be >= 2"),
+        (["--seeds", "4:2"], "seeds must be"),
+        (["--method", "configs/nope.yaml"], "method config 'configs/nope.yaml' does not exist"),
+        (["--original", "nope.ckpt"], "original checkpoint 'nope.ckpt' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run_cli(*_score_args(tmp_path)[:-4], "--cache_dir", str(tmp_path / "c"), "--output_dir",
+                   str(tmp_path / "o"), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
+
+
+def _fake_run(cache: RecipeCache, seed: int, lsc: np.ndarray, retain: float, test: float, cost: float) -> None:
+    with cache.writing(seed) as tmp:
+        np.save(tmp / "forget_lsc.npy", lsc)
+        record = {
+            "seed": seed,
+            "metrics": {"retain_acc": retain, "test_acc": test, "forget_acc": 0.5, "simple_mia": 0.5,
+                        "mia_efficacy": 0.5},
+            "cost": {"train_time_s": cost, "images_seen": 100.0 * cost},
+            "forget_index_digest": "same",
+        }
+        (tmp / "record.json").write_text(json.dumps(record))
+
+
+def test_aggregation_by_hand(tmp_path: Path) -> None:
+    """Oracles 0..N-1 are the reference, N..2N-1 the ceiling; accuracies averaged per group."""
+    n, e = 4, 30
+    rng = np.random.default_rng(0)
+    oracles = RecipeCache(tmp_path, "oracle", {"r": 1})
+    methods = RecipeCache(tmp_path, "method", {"m": 1})
+    conf = rng.normal(0, 1, size=(e, 3 * n))
+    for s in range(2 * n):
+        _fake_run(oracles, s, conf[:, s], retain=0.9 if s < n else 0.5, test=0.8 if s < n else 0.4, cost=10.0)
+    for s in range(n):
+        _fake_run(methods, s, conf[:, 2 * n + s] + 3.0, retain=0.45, test=0.6, cost=2.5 if s else 3.5)
+    result = _score([oracles.get(s) for s in range(2 * n)], [methods.get(s) for s in range(n)], n, 0.2)
+    f = forgetting_quality(conf[:, :n], conf[:, 2 * n :] + 3.0)
+    assert result["forgetting_quality"] == pytest.approx(f)
+    assert result["ceiling"] == pytest.approx(forgetting_quality(conf[:, :n], conf[:, n : 2 * n]))
+    assert result["retain_acc_ratio"] == pytest.approx(0.45 / 0.9)
+    assert result["test_acc_ratio"] == pytest.approx(0.6 / 0.8)
+    assert result["final_score"] == pytest.approx(final_score(f, 0.45, 0.9, 0.6, 0.8))
+    assert result["ceiling_final_score"] == pytest.approx(result["ceiling"] * (0.5 / 0.9) * (0.4 / 0.8))
+    cost = result["unlearned"]["cost_time_fraction"]
+    assert cost["mean"] == pytest.approx((3.5 + 3 * 2.5) / 4 / 10.0) and cost["max"] == pytest.approx(0.35)
+    assert result["over_cost_limit"] is True  # mean 0.275 > 0.2
+    assert _score([oracles.get(s) for s in range(2 * n)], [methods.get(s) for s in range(n)], n, 0.3)[
+        "over_cost_limit"
+    ] is False
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "score").glob("*.yaml")), ids=lambda p: p.name)
+def test_score_configs_parse_and_name_existing_configs(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unlearning.scoring.cli import score_parser
+    from unlearning.scoring.runs import load_stage_config
+
+    monkeypatch.chdir(REPO)
+    cfg = score_parser().parse_args(["-c", str(config)])
+    assert cfg.n_models >= 2 and cfg.data.class_path
+    for what in ("oracle", "original", "method"):
+        load_stage_config(cfg[what], what)

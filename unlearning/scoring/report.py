@@ -1,0 +1,173 @@
+"""What a score run writes: arrays, figures, a Markdown report and TensorBoard events."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["confidence_figure", "epsilon_figure", "report_markdown", "write_outputs"]
+
+#: (key, title) of the per-run metrics in the report
+_RUN_COLUMNS = (
+    ("retain_acc", "retain acc"),
+    ("forget_acc", "forget acc"),
+    ("test_acc", "test acc"),
+    ("simple_mia", "simple MIA"),
+    ("mia_efficacy", "MIA-efficacy"),
+    ("cost_time_fraction", "cost (x oracle)"),
+)
+
+
+def epsilon_figure(eps: np.ndarray, eps_ceiling: np.ndarray, n: int) -> Any:
+    """Histogram of per-example epsilon: the method's against the oracles' own (the ceiling)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = max(float(np.max(eps)), float(np.max(eps_ceiling)), 1.0)
+    bins = np.arange(0.0, top + 0.5, 0.5)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.hist(eps_ceiling, bins=bins, alpha=0.6, label="oracle vs oracle (ceiling)")
+    ax.hist(eps, bins=bins, alpha=0.6, label="unlearned vs oracle")
+    limit = math.ceil(math.log(n - 1))
+    ax.axvline(limit, color="k", ls="--", lw=1, label=f"0 points from here (ceil ln(N-1) = {limit})")
+    ax.set_xlabel("per-example epsilon")
+    ax.set_ylabel("forget examples")
+    ax.set_title(f"per-example epsilon, N = {n}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confidence_figure(conf_oracle: np.ndarray, conf_unlearned: np.ndarray, eps: np.ndarray, k: int = 3) -> Any:
+    """Logit-scaled confidences, unlearned vs oracle, of the ``k`` hardest and ``k`` easiest
+    forget examples (largest and smallest epsilon)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(eps, kind="stable")
+    k = min(k, eps.size)
+    rows = (("hardest", order[::-1][:k]), ("easiest", order[:k]))
+    fig, axes = plt.subplots(2, k, figsize=(3.2 * k, 5.2), squeeze=False)
+    for r, (label, idx) in enumerate(rows):
+        for c, e in enumerate(idx):
+            ax = axes[r, c]
+            both = np.concatenate([conf_oracle[e], conf_unlearned[e]])
+            bins = np.linspace(both.min() - 0.5, both.max() + 0.5, 16)
+            ax.hist(conf_oracle[e], bins=bins, alpha=0.6, label="oracle")
+            ax.hist(conf_unlearned[e], bins=bins, alpha=0.6, label="unlearned")
+            ax.set_title(f"{label}: example {int(e)}, eps {eps[e]:.2f}", fontsize=9)
+            ax.set_xlabel("logit-scaled confidence", fontsize=8)
+            if c == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.3f}"
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """The report: the scores, the per-run metrics (mean ± std over runs), the figures."""
+    n = result["n_models"]
+    lines = [
+        f"# Forgetting score: {result['name']}",
+        "",
+        f"Method config `{result['method_config']}`, oracle recipe `{result['oracle_config']}`, "
+        f"original `{result['original']}`; N = {n} unlearned models against N oracles, ceiling from "
+        f"N more oracles; {result['num_forget']} forget examples.",
+        "",
+        "| F | ceiling | F / ceiling | final | RA ratio | TA ratio | ceiling final |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(_fmt(result[k]) for k in (
+            "forgetting_quality", "ceiling", "relative_forgetting", "final_score",
+            "retain_acc_ratio", "test_acc_ratio", "ceiling_final_score")) + " |",
+        "",
+        "Per-run metrics, mean ± std over the runs:",
+        "",
+        "| models | " + " | ".join(t for _, t in _RUN_COLUMNS) + " |",
+        "|---|" + "---:|" * len(_RUN_COLUMNS),
+    ]
+    for label, key in ((f"unlearned (N = {n})", "unlearned"), (f"oracles (2N = {2 * n})", "oracle")):
+        cells = [f"{_fmt(result[key][k]['mean'])} ± {_fmt(result[key][k]['std'])}" for k, _ in _RUN_COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cost = result["unlearned"]["cost_time_fraction"]["mean"]
+    flag = "**over**" if result["over_cost_limit"] else "within"
+    lines += [
+        "",
+        f"Mean cost {_fmt(cost)} of one oracle's training ({result['oracle_train_time_s']:.1f} s): "
+        f"{flag} the limit of {result['cost_limit']:.2f}.",
+        "",
+        f"Epsilon of {result['timings']['epsilon_s']:.2f} s for both comparisons; "
+        f"{result['timings']['models_trained']} models trained by this run in {result['timings']['train_s']:.0f} s.",
+        "",
+        "![per-example epsilon](epsilon.png)",
+        "",
+        "![confidences of the hardest and easiest forget examples](confidences.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        np.save(f, a)
+    os.replace(tmp, path)
+
+
+def _save_fig(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, result: dict[str, Any]) -> None:
+    """Write the arrays (``.npy``), figures (``.png``), ``report.md`` and TensorBoard events into
+    ``out`` (``score.json`` is written last by the caller)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = result["arrays"]
+    for key, a in arrays.items():
+        _save_npy(out / f"{key}.npy", a)
+    n = result["n_models"]
+    figs = {
+        "epsilon": epsilon_figure(arrays["epsilon"], arrays["epsilon_ceiling"], n),
+        "confidences": confidence_figure(
+            arrays["confidences_oracle"][:, :n], arrays["confidences_unlearned"], arrays["epsilon"]
+        ),
+    }
+    writer = SummaryWriter(str(out / "tensorboard"))
+    try:
+        for key in ("forgetting_quality", "ceiling", "relative_forgetting", "final_score",
+                    "retain_acc_ratio", "test_acc_ratio"):
+            if result[key] is not None and math.isfinite(result[key]):
+                writer.add_scalar(f"score/{key}", result[key], n)
+        for key, stats in result["unlearned"].items():
+            if math.isfinite(stats["mean"]):
+                writer.add_scalar(f"runs/{key}", stats["mean"], n)
+        writer.add_histogram("score/epsilon", arrays["epsilon"], n)
+        writer.add_histogram("score/epsilon_ceiling", arrays["epsilon_ceiling"], n)
+        writer.add_text("score/report", report_markdown(result), n)
+        for key, fig in figs.items():
+            writer.add_figure(f"score/{key}", fig, n, close=False)
+            _save_fig(fig, out / f"{key}.png")
+    finally:
+        writer.close()
+    tmp = out / ".tmp-report.md"
+    tmp.write_text(report_markdown(result))
+    os.replace(tmp, out / "report.md")

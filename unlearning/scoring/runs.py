@@ -1,0 +1,163 @@
+"""Training one cached model of a score run: a stage config, the score's data split, a seed.
+
+Every model is trained by the same LightningCLI as ``unlearning fit`` (in-process, one device,
+without validation, loggers or progress bars), then tested on the retain, forget and test streams;
+the test metrics, the cost and the forget examples' logit-scaled confidences are stored beside
+the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from unlearning.scoring.cache import LSC_FILE, MODEL_FILE, RECORD_FILE, file_digest, now
+
+__all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
+
+#: trainer settings that do not change the trained model (logging, progress, validation, placement)
+_TRAINER_COSMETIC = {
+    "logger", "enable_progress_bar", "enable_model_summary", "default_root_dir", "callbacks",
+    "log_every_n_steps", "check_val_every_n_epoch", "val_check_interval", "limit_val_batches",
+    "num_sanity_val_steps", "accelerator", "devices", "num_nodes", "strategy", "enable_checkpointing",
+}
+#: model arguments that do not change the trained model (set by the score run itself)
+_MODEL_COSMETIC = {"original", "oracle", "oracle_train_time_s", "log_distributions"}
+#: data arguments that say where the data is, not what it is
+DATA_LOCATION = {"root", "cache_dir", "num_workers"}
+#: only these streams are evaluated for a score (val is not used)
+SCORE_STREAMS = ("retain", "forget", "test")
+
+
+def load_stage_config(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a fit config (YAML with ``model`` and ``trainer`` sections).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is not a fit config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} config {str(path)!r} does not exist")
+    cfg = yaml.safe_load(path.read_text())
+    if not isinstance(cfg, dict) or "model" not in cfg:
+        raise ValueError(f"{what} config {str(path)!r} is not a fit config: expected a 'model' section")
+    return cfg
+
+
+def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any]) -> dict[str, Any]:
+    """What determines a stage's model apart from the seed: its model and trainer settings (less
+    logging, placement and paths set by the score run), its extra arguments and the data."""
+    trainer = {k: v for k, v in (cfg.get("trainer") or {}).items() if k not in _TRAINER_COSMETIC}
+    model = dict(cfg["model"]) if isinstance(cfg["model"], dict) else {"value": cfg["model"]}
+    if isinstance(model.get("init_args"), dict):
+        model["init_args"] = {k: v for k, v in model["init_args"].items() if k not in _MODEL_COSMETIC}
+    return {"model": model, "trainer": trainer, "args": list(args), "data": data_recipe(data)}
+
+
+def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """The data section without where the data lives."""
+    init = {k: v for k, v in (data.get("init_args") or {}).items() if k not in DATA_LOCATION}
+    return {"class_path": data.get("class_path"), "init_args": init}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Lightning's per-run info lines and known warnings (the score shows a progress bar)."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(does not have many workers|callbacks returned in|LeafSpec|"
+                                    "could not find the monitored key|Checkpoint directory|args parameter is intended).*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def train_cached_model(
+    config: str | Path,
+    data: dict[str, Any],
+    seed: int,
+    args: Sequence[str],
+    dest: Path,
+) -> dict[str, Any]:
+    """Train one model of a stage config on the score's data with ``seed``, test it, and write
+    ``model.ckpt``, ``record.json`` and ``forget_lsc.npy`` into ``dest``.
+
+    Args:
+        config: the stage's fit config.
+        data: the score's data section (``class_path``/``init_args``); replaces the config's.
+        seed: ``seed_everything`` of the run.
+        args: extra command-line arguments of the stage (after the data, so they may refine it).
+        dest: an empty folder to write into.
+
+    Returns:
+        The record written.
+    """
+    from unlearning.cli import main
+
+    t0 = time.perf_counter()
+    argv = [
+        "-c", str(config), "--data", json.dumps(data), *args,
+        "--seed_everything", str(seed),
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.devices", "1",
+        "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.default_root_dir", str(dest),
+        "--checkpoint.save_top_k", "0", "--last_checkpoint.save_top_k", "0",
+    ]
+    with _quiet():
+        cli = main(argv, run=False, save_config=False)
+        module, dm, trainer = cli.model, cli.datamodule, cli.trainer
+        trainer.fit(module, datamodule=dm)
+        if trainer.interrupted or trainer.state.status.value != "finished":
+            raise RuntimeError(f"training of {config} with seed {seed} did not finish")
+        dm.eval_streams = SCORE_STREAMS
+        trainer.test(module, datamodule=dm, verbose=False)
+    evaluation = getattr(module, "last_eval", {})
+    if "forget" not in evaluation.get("outputs", {}):
+        raise ValueError(f"{type(module).__name__} from {config} is not an EvaluatedModule: a score needs its test outputs")
+    lsc = np.asarray(evaluation["outputs"]["forget"]["lsc"], dtype=np.float64)
+    forget_index = dm.split.forget.cpu().numpy()
+    trainer.save_checkpoint(dest / MODEL_FILE, weights_only=True)
+    np.save(dest / LSC_FILE, lsc)
+    import lightning
+    import torch
+
+    record = {
+        "seed": seed,
+        "config": str(config),
+        "metrics": {k: float(v) for k, v in evaluation["scalars"].items()},
+        "cost": {k: float(v) for k, v in module.cost.items()},
+        "num_forget": int(lsc.size),
+        "forget_index_digest": _array_digest(forget_index),
+        "wall_s": time.perf_counter() - t0,
+        "finished": now(),
+        "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
+    }
+    (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _array_digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def checkpoint_identity(path: str | Path) -> dict[str, str]:
+    """How a given original checkpoint enters a method's recipe: its bytes' digest."""
+    return {"checkpoint_sha256": file_digest(path)}

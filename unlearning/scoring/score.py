@@ -1,0 +1,308 @@
+"""``unlearning score``: the competition's forgetting score of a method against 2N oracles.
+
+Given a data split, the oracle recipe, the original model and a method config, a score run
+
+1. trains (or finds in the cache) 2N oracles with seeds ``0 .. 2N-1``: the first N to score
+   against, the other N to measure the ceiling;
+2. runs the method N times from the same original with seeds ``0 .. N-1`` (also cached);
+3. gathers the logit-scaled confidence of every forget example under all models;
+4. computes per-example epsilon, F and the final score, the ceiling (F between the two halves of
+   the oracles: what perfect unlearning gets at this N) and F / ceiling;
+5. summarises the base class's per-run metrics over the N runs and flags a method whose mean cost
+   is over the competition's limit (20% of one oracle's training).
+
+``seeds`` restricts which models this process trains, so that several processes, machines or a
+SLURM array can fill one cache; the score is computed once every model is there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unlearning.metrics.forgetting import final_score, forgetting_points, per_example_epsilon
+from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
+from unlearning.scoring.runs import checkpoint_identity, load_stage_config, stage_recipe, train_cached_model
+
+__all__ = ["RUN_METRICS", "parse_seed_range", "run_score", "summarise"]
+
+#: per-run metrics summarised over the N runs (mean, std, min, max)
+RUN_METRICS = (
+    "retain_acc", "forget_acc", "test_acc", "simple_mia", "mia_efficacy",
+    "cost_time_s", "cost_time_fraction", "cost_images_fraction",
+)
+
+
+def parse_seed_range(text: str | None, stop: int) -> range:
+    """``"START:STOP"`` (stop excluded) or a single seed ``"K"``; ``None`` is ``0:stop``.
+
+    Raises:
+        ValueError: if the text is not a non-empty range of non-negative integers.
+    """
+    if text is None or str(text).strip() == "":
+        return range(stop)
+    parts = str(text).split(":")
+    try:
+        if len(parts) == 1:
+            a, b = int(parts[0]), int(parts[0]) + 1
+        elif len(parts) == 2:
+            a = int(parts[0]) if parts[0] else 0
+            b = int(parts[1]) if parts[1] else stop
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"seeds must be 'START:STOP' or 'K' (non-negative integers), got {text!r}") from None
+    if a < 0 or b <= a:
+        raise ValueError(f"seeds must be a non-empty range START:STOP with 0 <= START < STOP, got {text!r}")
+    return range(a, b)
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def summarise(records: Sequence[dict[str, Any]], oracle_cost: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Mean, spread and range of each of :data:`RUN_METRICS` over runs; cost fractions are taken
+    against ``oracle_cost`` (the mean training cost of the oracles)."""
+    rows = []
+    for rec in records:
+        m = dict(rec["metrics"])
+        cost = rec["cost"]
+        if oracle_cost.get("train_time_s"):
+            m["cost_time_fraction"] = cost["train_time_s"] / oracle_cost["train_time_s"]
+        if oracle_cost.get("images_seen"):
+            m["cost_images_fraction"] = cost["images_seen"] / oracle_cost["images_seen"]
+        m["cost_time_s"] = cost["train_time_s"]
+        rows.append(m)
+    return {k: _stats([r.get(k, math.nan) for r in rows]) for k in RUN_METRICS}
+
+
+def _original_run(
+    original: str, data: dict[str, Any], recipe_args: Sequence[str], cache_dir: Path
+) -> tuple[RecipeCache | None, int, dict[str, Any]]:
+    """The original's cache (``None`` for a given checkpoint), its seed and its identity."""
+    if original.endswith(".ckpt"):
+        if not Path(original).is_file():
+            raise FileNotFoundError(f"original checkpoint {original!r} does not exist")
+        return None, 0, checkpoint_identity(original)
+    cfg = load_stage_config(original, "original")
+    seed = cfg.get("seed_everything", 0)
+    seed = 0 if seed is None or isinstance(seed, bool) else int(seed)
+    cache = RecipeCache(cache_dir, "original", stage_recipe(cfg, recipe_args, data))
+    return cache, seed, {"original_key": cache.key, "original_seed": seed}
+
+
+def run_score(
+    data: dict[str, Any],
+    oracle: str,
+    original: str,
+    method: str,
+    n_models: int = 16,
+    name: str | None = None,
+    cache_dir: str = "runs/score/cache",
+    output_dir: str = "runs/score",
+    seeds: str | None = None,
+    recipe_args: Sequence[str] = (),
+    method_args: Sequence[str] = (),
+    cost_limit: float = 0.2,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Train what is missing, then score (see the module docstring).
+
+    Args:
+        data: the data split every stage trains and is tested on (a ``class_path``/``init_args``
+            section, as in a fit config; it replaces the stage configs' own).
+        oracle: fit config of the oracle recipe (a ``RetrainOracle``).
+        original: fit config of the original (trained once, cached, with its config's seed) or
+            the path of a ``.ckpt``.
+        method: fit config of the unlearning method; its ``original``/``oracle`` paths are set by
+            the score.
+        n_models: N, the number of unlearned models (and 2N oracles).
+        name: the score's name (default: the method config's file name without extension).
+        cache_dir: the model cache, shared by every score run.
+        output_dir: where ``<name>/`` with ``score.json``, arrays, report and TensorBoard go.
+        seeds: ``START:STOP``: train only the oracles and method runs with these seeds (for
+            parallel shards); ``None``: everything.
+        recipe_args: extra command-line arguments of the original and oracle trainings.
+        method_args: extra command-line arguments of the method runs.
+        cost_limit: flag a method whose mean training time exceeds this fraction of an oracle's.
+        progress: show a progress bar over the models to train.
+        config: the score's own config, stored in ``score.json``.
+
+    Returns:
+        The content of ``score.json``, or ``None`` when models are still missing after training
+        this process's share (``seeds``).
+
+    Raises:
+        ValueError: on a bad N, seed range, cost limit or config.
+        FileNotFoundError: when a config or checkpoint does not exist.
+    """
+    t_start = time.perf_counter()
+    if n_models < 2:
+        raise ValueError(f"n_models must be >= 2 (the metric compares samples of N models), got {n_models}")
+    if not 0 < cost_limit:
+        raise ValueError(f"cost_limit must be > 0, got {cost_limit}")
+    if not isinstance(data, dict) or not data.get("class_path"):
+        raise ValueError("data must be a data module section with a class_path")
+    shard = parse_seed_range(seeds, 2 * n_models)
+    name = name or Path(method).stem
+    cache_root = Path(cache_dir)
+    oracle_cfg = load_stage_config(oracle, "oracle")
+    method_cfg = load_stage_config(method, "method")
+    orig_cache, orig_seed, orig_identity = _original_run(original, data, recipe_args, cache_root)
+    oracles = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, recipe_args, data))
+    methods = RecipeCache(cache_root, "method", {**stage_recipe(method_cfg, method_args, data), **orig_identity})
+
+    # What this process trains: the shard's oracles and method runs (and the original they need).
+    jobs: list[tuple[str, RecipeCache, int, str, list[str]]] = []
+    oracle_seeds = [s for s in shard if s < 2 * n_models]
+    method_seeds = [s for s in shard if s < n_models]
+    need_methods = methods.missing(method_seeds)
+    if orig_cache is not None and need_methods and orig_cache.get(orig_seed) is None:
+        jobs.append(("original", orig_cache, orig_seed, original, list(recipe_args)))
+    jobs += [("oracle", oracles, s, oracle, list(recipe_args)) for s in oracles.missing(oracle_seeds)]
+    jobs += [("method", methods, s, method, list(method_args)) for s in need_methods]
+    for c in {id(c): c for _, c, *_ in jobs}.values():
+        c.clean_stale()
+
+    trained: list[str] = []
+    t_train = time.perf_counter()
+    bar = _progress(len(jobs), progress)
+    try:
+        for kind, cache, seed, cfg_path, args in jobs:
+            bar.set_postfix_str(f"{kind} seed {seed}")
+            if kind == "method":
+                ckpt = _original_checkpoint(original, orig_cache, orig_seed)
+                args = [*args, "--model.init_args.original", str(ckpt), "--model.init_args.oracle", "null"]
+            if cache.get(seed) is None:  # another process may have finished it meanwhile
+                with cache.writing(seed) as tmp:
+                    train_cached_model(cfg_path, data, seed, args, tmp)
+                trained.append(f"{kind}-{cache.key}/seed-{seed:04d}")
+            bar.update(1)
+    finally:
+        bar.close()
+    train_s = time.perf_counter() - t_train
+
+    oracle_runs = [oracles.get(s) for s in range(2 * n_models)]
+    method_runs = [methods.get(s) for s in range(n_models)]
+    missing = sum(r is None for r in (*oracle_runs, *method_runs))
+    if missing:
+        print(f"unlearning score: {missing} of {3 * n_models} models are not in the cache yet "
+              f"(this process trained {len(trained)}); run again without --seeds once every shard is done")
+        return None
+
+    result = _score(
+        [r for r in oracle_runs if r is not None], [r for r in method_runs if r is not None], n_models, cost_limit
+    )
+    result.update(
+        name=name,
+        method_config=str(method),
+        oracle_config=str(oracle),
+        original=str(original),
+        cache={"dir": str(cache_root), "oracle": oracles.dir.name, "method": methods.dir.name,
+               "original": orig_cache.dir.name if orig_cache is not None else str(original)},
+        config=config or {},
+        finished=now(),
+    )
+    result["timings"].update(train_s=train_s, models_trained=len(trained), trained=trained)
+    from unlearning.scoring.report import write_outputs
+
+    out = Path(output_dir) / name
+    write_outputs(out, result)
+    result["timings"]["total_s"] = time.perf_counter() - t_start
+    write_json_atomic(out / "score.json", _json_ready({k: v for k, v in result.items() if k != "arrays"}))
+    return result
+
+
+def _original_checkpoint(original: str, cache: RecipeCache | None, seed: int) -> Path:
+    if cache is None:
+        return Path(original)
+    run = cache.get(seed)
+    if run is None:
+        raise FileNotFoundError(f"the original of {original} is not in the cache")  # pragma: no cover
+    return run.checkpoint
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="score: training models", unit="model", disable=not enabled or total == 0,
+                dynamic_ncols=True)
+
+
+def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, cost_limit: float) -> dict[str, Any]:
+    """The numbers of ``score.json`` from finished runs (``2N`` oracles, ``N`` method runs)."""
+    oracle_recs = [r.record() for r in oracle_runs]
+    method_recs = [r.record() for r in method_runs]
+    digests = {rec["forget_index_digest"] for rec in (*oracle_recs, *method_recs)}
+    if len(digests) != 1:
+        raise ValueError("the cached models were not all tested on the same forget set")
+    conf_oracle = np.stack([r.forget_lsc() for r in oracle_runs], axis=1)  # (E, 2N)
+    conf_method = np.stack([r.forget_lsc() for r in method_runs], axis=1)  # (E, N)
+    t0 = time.perf_counter()
+    eps = per_example_epsilon(conf_oracle[:, :n], conf_method)
+    eps_ceiling = per_example_epsilon(conf_oracle[:, :n], conf_oracle[:, n:])
+    epsilon_s = time.perf_counter() - t0
+    f = float(forgetting_points(eps, n).mean())
+    f_ceiling = float(forgetting_points(eps_ceiling, n).mean())
+
+    def mean_metric(recs: list[dict[str, Any]], key: str) -> float:
+        return float(np.mean([rec["metrics"][key] for rec in recs]))
+
+    first, second = oracle_recs[:n], oracle_recs[n:]
+    ra_u, ra_r, ra_r2 = (mean_metric(x, "retain_acc") for x in (method_recs, first, second))
+    ta_u, ta_r, ta_r2 = (mean_metric(x, "test_acc") for x in (method_recs, first, second))
+    oracle_cost = {k: float(np.mean([rec["cost"][k] for rec in oracle_recs])) for k in ("train_time_s", "images_seen")}
+    unlearned = summarise(method_recs, oracle_cost)
+    mean_cost = unlearned["cost_time_fraction"]["mean"]
+    return {
+        "n_models": n,
+        "num_forget": int(conf_method.shape[0]),
+        "forgetting_quality": f,
+        "ceiling": f_ceiling,
+        "relative_forgetting": f / f_ceiling if f_ceiling > 0 else math.nan,
+        "final_score": final_score(f, ra_u, ra_r, ta_u, ta_r),
+        "ceiling_final_score": final_score(f_ceiling, ra_r2, ra_r, ta_r2, ta_r),
+        "retain_acc_ratio": ra_u / ra_r,
+        "test_acc_ratio": ta_u / ta_r,
+        "unlearned": unlearned,
+        "oracle": summarise(oracle_recs, oracle_cost),
+        "oracle_train_time_s": oracle_cost["train_time_s"],
+        "cost_limit": cost_limit,
+        "over_cost_limit": bool(mean_cost > cost_limit),
+        "epsilon": _eps_summary(eps, n),
+        "epsilon_ceiling": _eps_summary(eps_ceiling, n),
+        "timings": {"epsilon_s": epsilon_s},
+        "arrays": {"epsilon": eps, "epsilon_ceiling": eps_ceiling,
+                   "confidences_oracle": conf_oracle, "confidences_unlearned": conf_method},
+    }
+
+
+def _eps_summary(eps: np.ndarray, n: int) -> dict[str, float]:
+    limit = math.ceil(math.log(n - 1)) if n > 2 else 0
+    return {"mean": float(eps.mean()), "median": float(np.median(eps)), "max": float(eps.max()),
+            "share_zero_points": float((eps >= limit).mean()), "share_at_cap": float((eps >= 50.0).mean())}
+
+
+def _json_ready(obj: Any) -> Any:
+    """NaN and infinities as ``null``; numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
