@@ -62,8 +62,8 @@ def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, m
         saved["forgetting_quality"] * saved["retain_acc_ratio"] * saved["test_acc_ratio"]
     )
     assert set(saved["unlearned"]) >= {"retain_acc", "test_acc", "simple_mia", "mia_efficacy", "cost_time_fraction"}
-    for name in ("epsilon.png", "confidences.png", "report.md"):
-        assert (out / name).stat().st_size > 1000 or name == "report.md" and (out / name).stat().st_size > 200
+    assert (out / "epsilon.png").stat().st_size > 5000 and (out / "confidences.png").stat().st_size > 5000
+    assert saved["versions"]["torch"] and saved["config"]["n_models"] == N
     assert "| F | ceiling |" in (out / "report.md").read_text()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 

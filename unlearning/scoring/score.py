@@ -214,6 +214,7 @@ def run_score(
                "original": orig_cache.dir.name if orig_cache is not None else str(original)},
         config=config or {},
         finished=now(),
+        versions=_versions(),
     )
     result["timings"].update(train_s=train_s, models_trained=len(trained), trained=trained)
     from unlearning.scoring.report import write_outputs
@@ -223,6 +224,16 @@ def run_score(
     result["timings"]["total_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "score.json", _json_ready({k: v for k, v in result.items() if k != "arrays"}))
     return result
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    import unlearning
+
+    return {"unlearning": unlearning.__version__, "torch": str(torch.__version__),
+            "lightning": str(lightning.__version__), "numpy": np.__version__}
 
 
 def _original_checkpoint(original: str, cache: RecipeCache | None, seed: int) -> Path:
@@ -290,7 +301,7 @@ def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, c
 
 
 def _eps_summary(eps: np.ndarray, n: int) -> dict[str, float]:
-    limit = math.ceil(math.log(n - 1)) if n > 2 else 0
+    limit = math.ceil(math.log(n - 1))  # epsilon from here on earns 0 points
     return {"mean": float(eps.mean()), "median": float(np.median(eps)), "max": float(eps.max()),
             "share_zero_points": float((eps >= limit).mean()), "share_at_cap": float((eps >= 50.0).mean())}
 
