@@ -67,6 +67,28 @@ def test_val_test_split_matches_starting_kit() -> None:
     assert s.test.tolist() == list(test.indices) and s.val.tolist() == list(val.indices)
 
 
+def test_heldout_subset_draws_val_and_test_from_a_fixed_subset() -> None:
+    full = make_split(labels(), 100, CLASSES)
+    a = make_split(labels(), 100, CLASSES, heldout_subset=40, seed=0)
+    b = make_split(labels(), 100, CLASSES, heldout_subset=40, seed=5)
+    assert len(a.val) == len(a.test) == 20
+    assert set(a.val.tolist()).isdisjoint(a.test.tolist())
+    assert set(a.val.tolist()) | set(a.test.tolist()) < set(range(100))
+    assert torch.equal(a.val, b.val) and torch.equal(a.test, b.test), "the subset follows val_test_seed only"
+    assert torch.equal(a.forget, full.forget), "the training split does not change"
+    whole = make_split(labels(), 100, CLASSES, heldout_subset=100)
+    assert torch.equal(whole.val, full.val) and torch.equal(whole.test, full.test)
+
+
+def test_data_module_passes_heldout_subset_to_the_split() -> None:
+    from unlearning.data import SyntheticImageDataModule
+
+    dm = SyntheticImageDataModule(num_train=64, num_heldout=64, heldout_subset=20)
+    dm.setup()
+    assert len(dm.stream_loader("val", train=False).indices) == 10
+    assert len(dm.stream_loader("test", train=False).indices) == 10
+
+
 def test_split_does_not_depend_on_global_rng_or_rank() -> None:
     """Every DDP rank (a separate process with its own RANK and global seed) gets the same split."""
     code = (
@@ -96,6 +118,8 @@ def test_split_does_not_depend_on_global_rng_or_rank() -> None:
         ({"forget_index": [3, 4, 3]}, "forget index 3 is listed more than once"),
         ({"forget_index": []}, "forget set would be empty"),
         ({"train_subset": 5000}, "train_subset must be in [2, 1000], got 5000"),
+        ({"heldout_subset": 101}, "heldout_subset must be in [2, 100], got 101"),
+        ({"heldout_subset": 1}, "heldout_subset must be in [2, 100], got 1"),
         ({"forget_classes": [1], "forget_index": [1]}, "not both"),
     ],
 )

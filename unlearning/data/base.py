@@ -37,6 +37,8 @@ class UnlearningDataModule(LightningDataModule):
         forget_index_file: forget the indices listed in this ``.npy`` or text file instead
             (indices into the source's training set).
         train_subset: use a seeded random subset of this many training images (CPU presets).
+        heldout_subset: use a seeded random subset of this many held-out images, split 50/50 into
+            val and test (all of them if ``None``); makes every evaluation cheaper on small machines.
         split_seed: seed of the subset and of the random forget set.
         retain_eval_size: evaluate retain accuracy on a fixed seeded sample of this size (all of
             the retain set if ``None`` or larger).
@@ -55,6 +57,7 @@ class UnlearningDataModule(LightningDataModule):
         forget_classes: list[int | str] | None = None,
         forget_index_file: str | None = None,
         train_subset: int | None = None,
+        heldout_subset: int | None = None,
         split_seed: int = 0,
         retain_eval_size: int | None = 5000,
         seed: int | None = None,
@@ -74,6 +77,7 @@ class UnlearningDataModule(LightningDataModule):
         self.forget_classes = forget_classes
         self.forget_index_file = forget_index_file
         self.train_subset = train_subset
+        self.heldout_subset = heldout_subset
         self.split_seed = split_seed
         self.retain_eval_size = retain_eval_size
         self.seed = seed
@@ -114,6 +118,7 @@ class UnlearningDataModule(LightningDataModule):
             forget_classes=self.forget_classes,
             forget_index=index,
             train_subset=self.train_subset,
+            heldout_subset=self.heldout_subset,
             seed=self.split_seed,
         )
         device = torch.device("cpu")

@@ -89,6 +89,7 @@ def make_split(
     forget_classes: Sequence[int | str] | None = None,
     forget_index: Sequence[int] | np.ndarray | None = None,
     train_subset: int | None = None,
+    heldout_subset: int | None = None,
     seed: int = 0,
     val_test_seed: int = 42,
     val_fraction: float = 0.5,
@@ -107,6 +108,8 @@ def make_split(
         forget_index: indices into the source's training set to forget.
         train_subset: use only this many training examples (for CPU runs); forget indices given by
             ``forget_index`` are always part of the subset.
+        heldout_subset: use only this many held-out examples (drawn with ``val_test_seed``), split
+            into val and test as the whole set would be; shrinks evaluation on small machines.
         seed: seed of the subset and of the random forget set.
         val_test_seed: seed of the val/test split (42, as in the starting kit).
         val_fraction: share of the held-out set used for validation; the rest is test.
@@ -174,9 +177,15 @@ def make_split(
 
     if num_heldout < 2:
         raise ValueError(f"need at least 2 held-out examples for val and test, got {num_heldout}")
+    heldout = torch.arange(num_heldout)
+    if heldout_subset is not None:
+        if not 2 <= heldout_subset <= num_heldout:
+            raise ValueError(f"heldout_subset must be in [2, {num_heldout}], got {heldout_subset}")
+        g = torch.Generator().manual_seed(val_test_seed + 1)
+        heldout = torch.sort(torch.randperm(num_heldout, generator=g)[:heldout_subset]).values
     # As in the starting kit: test, val = random_split(held_out, [0.5, 0.5], Generator().manual_seed(42)).
     parts = torch.utils.data.random_split(
-        range(num_heldout), [1 - val_fraction, val_fraction], generator=torch.Generator().manual_seed(val_test_seed)
+        range(heldout.numel()), [1 - val_fraction, val_fraction], generator=torch.Generator().manual_seed(val_test_seed)
     )
-    test, val = (torch.tensor(list(p.indices), dtype=torch.long) for p in parts)
+    test, val = (heldout[torch.tensor(list(p.indices), dtype=torch.long)] for p in parts)
     return Split(retain=retain.long(), forget=forget.long(), val=val, test=test)
