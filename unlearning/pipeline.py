@@ -7,10 +7,13 @@ any checkpoint of the project against the split of a config and a comparison tab
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from lightning.pytorch import LightningModule
 
@@ -19,10 +22,14 @@ from unlearning.modules.base import load_checkpoint_meta, load_net
 
 __all__ = [
     "COLUMNS",
+    "PASS_THROUGH_HELP",
     "evaluate_checkpoint",
+    "evaluate_with_outputs",
     "fit_stage",
     "markdown_table",
+    "pooled_accuracy",
     "run_comparison",
+    "run_script",
     "stage_checkpoint",
     "evaluation_setup",
 ]
@@ -109,6 +116,27 @@ def evaluate_checkpoint(
         The ``test/...`` metrics without the prefix; with an oracle, ``cost_time_fraction`` is the
         training wall time as a fraction of the oracle's.
     """
+    return evaluate_with_outputs(ckpt, data_config, overrides, oracle, setup)[0]
+
+
+def evaluate_with_outputs(
+    ckpt: str | Path,
+    data_config: str | Path,
+    overrides: Sequence[str] = (),
+    oracle: str | Path | None = None,
+    setup: tuple[Any, Any] | None = None,
+) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """:func:`evaluate_checkpoint`, and the per-example outputs the metrics were computed from.
+
+    Args: as :func:`evaluate_checkpoint`.
+
+    Returns:
+        ``(metrics, outputs)``: the metrics as :func:`evaluate_checkpoint` returns them, and
+        ``{stream: {stat: values}}`` for the evaluated streams (``retain`` is the sampled
+        ``retain_eval_size`` examples), with the statistics of
+        :func:`~unlearning.metrics.per_example_stats` (``loss``, ``confidence``, ``lsc``,
+        ``entropy``; ``ref_<stat>`` and ``kl_to_ref`` for the oracle when one is given).
+    """
     import importlib
 
     meta = load_checkpoint_meta(ckpt)
@@ -120,7 +148,27 @@ def evaluate_checkpoint(
         module.set_reference(oracle_net, "oracle", cost=oracle_meta.get("cost"))
     trainer, datamodule = setup if setup is not None else evaluation_setup(data_config, overrides)
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    return {k.removeprefix("test/"): float(v) for k, v in results.items()}
+    metrics = {k.removeprefix("test/"): float(v) for k, v in results.items()}
+    return metrics, module.last_eval["outputs"]
+
+
+def pooled_accuracy(
+    metrics: dict[str, float],
+    outputs: dict[str, dict[str, np.ndarray]],
+    streams: Sequence[str] = ("retain", "forget"),
+) -> float:
+    """Accuracy over several evaluated streams together, e.g. the whole training set (retain and
+    forget, the default), from :func:`evaluate_with_outputs`: the streams' accuracies weighted by
+    how many examples each evaluated.
+
+    Raises:
+        ValueError: if a stream was not evaluated.
+    """
+    missing = [s for s in streams if f"{s}_acc" not in metrics or s not in outputs]
+    if missing:
+        raise ValueError(f"stream {missing[0]!r} was not evaluated: expected some of {sorted(outputs)}")
+    sizes = [len(outputs[s]["loss"]) for s in streams]
+    return sum(metrics[f"{s}_acc"] * n for s, n in zip(streams, sizes)) / sum(sizes)
 
 
 def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
@@ -171,3 +219,29 @@ def run_comparison(
     setup = evaluation_setup(data_config, common)
     models = {"original": original, "oracle (retrain)": oracle, **unlearned}
     return {name: evaluate_checkpoint(ckpt, data_config, oracle=oracle, setup=setup) for name, ckpt in models.items()}
+
+
+#: ``--help`` epilog of the scripts that pass their unknown arguments on to every stage.
+PASS_THROUGH_HELP = (
+    "Any other --key value argument is passed to every `unlearning fit` stage and to the evaluation "
+    "(e.g. --trainer.precision bf16-mixed); see `unlearning fit --help`."
+)
+
+
+def run_script(main_fn: Callable[[], Any], prog: str) -> None:
+    """Entry point of a script (an example, a benchmark): run ``main_fn()``; errors in what the
+    user asked for (``ValueError``, ``FileNotFoundError``) are printed as one line,
+    ``<prog>: error: ...`` (the first line of the innermost cause), with exit status 2. Set
+    ``UNLEARNING_DEBUG=1`` for the traceback.
+    """
+    try:
+        main_fn()
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("UNLEARNING_DEBUG"):
+            raise
+        cause: BaseException = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+        print(f"{prog}: error: {lines[0] if lines else type(cause).__name__}", file=sys.stderr)
+        sys.exit(2)
