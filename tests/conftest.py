@@ -91,16 +91,26 @@ def quick_args(tmp: Path, name: str = "run") -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path) -> dict[str, Path]:
-    """A tiny original and oracle (SmallCNN, 2 batches) for configs that start from them."""
-    out = tmp_path_factory.mktemp("ckpts")
-    paths = {}
-    for key, cfg in (("original", "configs/cpu/original.yaml"), ("oracle", "configs/cpu/retrain.yaml")):
-        from unlearning.cli import main
+def train_pair(out: Path, preset: str, extra: list[str]) -> dict[str, Path]:
+    """A few-batch original and oracle from ``<preset>/original.yaml`` and ``retrain.yaml``."""
+    from unlearning.cli import main
 
-        main(["fit", "-c", cfg, *quick_args(out, key), "--data.init_args.root", str(tiny_cifar),
-              "--data.init_args.train_subset", "null"])
+    paths = {}
+    for key, cfg in (("original", f"{preset}/original.yaml"), ("oracle", f"{preset}/retrain.yaml")):
+        main(["fit", "-c", cfg, *quick_args(out, key), *extra])
         paths[key] = out / key / "checkpoints" / "last.ckpt"
         assert paths[key].is_file()
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path) -> dict[str, Path]:
+    """A tiny original and oracle (SmallCNN, 2 batches) for configs that start from them."""
+    return train_pair(tmp_path_factory.mktemp("ckpts"), "configs/cpu",
+                      ["--data.init_args.root", str(tiny_cifar), "--data.init_args.train_subset", "null"])
+
+
+@pytest.fixture(scope="session")
+def tiny_toy_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny two-circles original and oracle (MLP, 2 batches) for two-circles configs."""
+    return train_pair(tmp_path_factory.mktemp("toy_ckpts"), "configs/toy", [])

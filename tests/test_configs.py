@@ -20,6 +20,8 @@ def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path]) 
     data = config.get("data", {})
     if data.get("class_path", "").endswith("CIFAR10DataModule"):
         args += ["--data.init_args.root", str(tiny_cifar), "--data.init_args.train_subset", "null"]
+        if "heldout_subset" in data.get("init_args", {}):
+            args += ["--data.init_args.heldout_subset", "null"]
     init = config.get("model", {}).get("init_args", {})
     for key in ("original", "oracle"):
         if key in init:
@@ -33,7 +35,9 @@ def test_config_runs(config_path: str, tmp_path: Path, tiny_cifar: Path, request
     if "trainer" not in config:
         pytest.skip(f"{config_path} is not a fit config")
     needs_ckpt = any(k in config.get("model", {}).get("init_args", {}) for k in ("original", "oracle"))
-    ckpts = request.getfixturevalue("tiny_checkpoints") if needs_ckpt else {}
+    two_circles = config.get("data", {}).get("class_path", "").endswith("TwoCircles")
+    fixture = "tiny_toy_checkpoints" if two_circles else "tiny_checkpoints"
+    ckpts = request.getfixturevalue(fixture) if needs_ckpt else {}
     main(["fit", "-c", config_path, *quick_args(tmp_path), *overrides_for(config, tiny_cifar, ckpts)])
     run_dir = tmp_path / "run"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
