@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unlearning.pipeline import evaluate_with_outputs, evaluation_setup, pooled_accuracy, run_script
+from unlearning.pipeline import (
+    evaluate_with_outputs,
+    evaluation_setup,
+    pooled_accuracy,
+    require_positive,
+    run_script,
+    script_parser,
+)
 
 
 def test_evaluate_with_outputs_matches_the_metrics(tiny_cifar: Path, tiny_checkpoints: dict[str, Path]) -> None:
@@ -41,3 +48,20 @@ def test_run_script_prints_one_line_errors(capsys: pytest.CaptureFixture) -> Non
         run_script(bad, "capacity")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "capacity: error: --depths must be 6n+2, got 10\n"
+
+
+def test_script_parser_passes_unknown_arguments_on(capsys: pytest.CaptureFixture) -> None:
+    parser = script_parser("""A script.\n\nMore text.""", "runs/x", cifar_root=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    args, extra = parser.parse_known_args(["--root", "data", "--epochs", "0", "--trainer.max_epochs", "2"])
+    assert (args.root, args.out, args.epochs) == ("data", "runs/x", 0)
+    assert extra == ["--trainer.max_epochs", "2"]
+    with pytest.raises(ValueError, match="^--epochs must be >= 1, got 0$"):
+        require_positive(args, "epochs")
+    args.epochs = None
+    require_positive(args, "epochs")  # not given: nothing to check
+    with pytest.raises(SystemExit):
+        parser.parse_known_args(["--help"])
+    help_text = capsys.readouterr().out
+    assert "A script." in help_text and "passed to every `unlearning fit` stage" in help_text
+    assert "--root" not in script_parser("Doc.", "o").format_help()

@@ -6,6 +6,7 @@ any checkpoint of the project against the split of a config and a comparison tab
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -22,14 +23,15 @@ from unlearning.modules.base import load_checkpoint_meta, load_net
 
 __all__ = [
     "COLUMNS",
-    "PASS_THROUGH_HELP",
     "evaluate_checkpoint",
     "evaluate_with_outputs",
     "fit_stage",
     "markdown_table",
     "pooled_accuracy",
+    "require_positive",
     "run_comparison",
     "run_script",
+    "script_parser",
     "stage_checkpoint",
     "evaluation_setup",
 ]
@@ -221,11 +223,42 @@ def run_comparison(
     return {name: evaluate_checkpoint(ckpt, data_config, oracle=oracle, setup=setup) for name, ckpt in models.items()}
 
 
-#: ``--help`` epilog of the scripts that pass their unknown arguments on to every stage.
-PASS_THROUGH_HELP = (
+_PASS_THROUGH_HELP = (
     "Any other --key value argument is passed to every `unlearning fit` stage and to the evaluation "
     "(e.g. --trainer.precision bf16-mixed); see `unlearning fit --help`."
 )
+
+
+def script_parser(doc: str, out: str, cifar_root: bool = False) -> argparse.ArgumentParser:
+    """The argument parser of a script (an example) that passes the arguments it does not know on
+    to every stage: parse it with ``parse_known_args``.
+
+    Args:
+        doc: the script's docstring; its first line is the description.
+        out: default of ``--out``, the output folder.
+        cifar_root: add ``--root``, a local copy of CIFAR-10 (default: torchvision downloads it).
+
+    Returns:
+        The parser, with ``--out`` (and ``--root``) and an epilog about the passed-on arguments.
+    """
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0], epilog=_PASS_THROUGH_HELP)
+    if cifar_root:
+        p.add_argument("--root", default=None,
+                       help="local CIFAR-10: an image folder or torchvision's batches (default: download)")
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    return p
+
+
+def require_positive(args: argparse.Namespace, *names: str) -> None:
+    """Check that the flags ``names`` (attribute names of ``args``) are at least 1 where given.
+
+    Raises:
+        ValueError: naming the first flag below 1, e.g. ``--train-subset must be >= 1, got 0``.
+    """
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def run_script(main_fn: Callable[[], Any], prog: str) -> None:
