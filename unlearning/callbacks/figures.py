@@ -41,7 +41,9 @@ class FigureWriter:
         ValueError: if ``dpi`` is not positive.
     """
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, tensorboard_dir: str = "summary", dpi: int = 100) -> None:
+    def __init__(
+        self, out_dir: str | Path, tensorboard: bool = True, tensorboard_dir: str = "summary", dpi: int = 100
+    ) -> None:
         if dpi < 1:
             raise ValueError(f"dpi must be >= 1, got {dpi}")
         self.out_dir = Path(out_dir)
@@ -82,7 +84,9 @@ class FigureWriter:
     def __enter__(self) -> FigureWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -120,7 +124,8 @@ def histogram_panels(
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     plt = _pyplot()
     colors = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 3.2), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 3.2), sharex=True, sharey=True,
+                             squeeze=False)
     for ax, (name, series) in zip(axes[0], panels.items()):
         for i, (label, v) in enumerate(series.items()):
             v = np.asarray(v, dtype=np.float64).ravel()
