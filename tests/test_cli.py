@@ -83,3 +83,11 @@ def test_bf16_mixed_runs_on_cpu(tmp_path: Path) -> None:
 
     acc = read_scalars(tmp_path / "run")["val/val_acc"][-1][1]
     assert 0.0 <= acc <= 1.0
+
+
+def test_one_line_keeps_leading_dashes_of_a_plain_message() -> None:
+    from unlearning.cli import _one_line
+
+    assert _one_line(ValueError("--seeds must be START:STOP, got '4:2'")) == "--seeds must be START:STOP, got '4:2'"
+    nested = ValueError("Parser key 'data':\n  Does not validate\n  - Problem with given class_path\n  - bad split, got 2")
+    assert _one_line(nested) == "bad split, got 2"

@@ -90,8 +90,8 @@ def _one_line(err: BaseException) -> str:
         err = err.__cause__
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for ln in lines:
-        text = ln.lstrip("- ").strip()
-        if ln.startswith("-") and not text.startswith(("Expected a <class", "Problem with given class_path")):
+        text = ln[2:].strip()  # jsonargparse lists nested reasons as "- reason"
+        if ln.startswith("- ") and not text.startswith(("Expected a <class", "Problem with given class_path")):
             if not text.startswith(("Parser key", "Does not validate")):
                 return text
     return lines[0] if lines else type(err).__name__
