@@ -50,6 +50,17 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _recipe(config: str) -> str:
+    """The preset in words, from the score config."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    init = cfg["data"]["init_args"]
+    return (f"the CPU preset's network and recipe ({cfg['oracle']}, {cfg['original']}) on a "
+            f"{init.get('train_subset') or 'full'}-image CIFAR-10 subset, extra recipe arguments "
+            f"`{' '.join(cfg.get('recipe_args') or [])}`, method arguments `{' '.join(cfg.get('method_args') or [])}`")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/cifar10-jpeg", help="local CIFAR-10 copy")
@@ -60,7 +71,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cache_dir", default="runs/score/cache")
     p.add_argument("--output_dir", default="runs/score/cpu", help="per-method reports")
     p.add_argument("--out", default="benchmarks/results/score_cpu", help="the summary, without extension")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's); 1 keeps a shared machine from oversubscribing")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = table(results)
     header = (
         "# Forgetting score on the CPU preset (real CIFAR-10)\n\n"
-        f"`configs/score/cpu.yaml`: small CNN (width 16) on a CIFAR-10 subset, 10% random forget set "
+        f"`{args.config}`: {_recipe(args.config)}, 10% random forget set "
         f"({first['num_forget']} examples), split seed 0. N = {args.n}: each method is run {args.n} times "
         f"(seeds 0..{args.n - 1}) from one original and scored against {args.n} retrained oracles; the ceiling "
         f"is the same F between those oracles and {args.n} more (what perfect unlearning gets at this N). "
@@ -92,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Oracle: {first['oracle']['retain_acc']['mean']:.3f} retain, {first['oracle']['forget_acc']['mean']:.3f} "
         f"forget, {first['oracle']['test_acc']['mean']:.3f} test accuracy, simple MIA "
         f"{first['oracle']['simple_mia']['mean']:.3f}, {first['oracle_train_time_s']:.1f} s of training.\n\n"
-        f"Produced by `python benchmarks/score_cpu.py` in {wall / 60:.1f} min on {platform.machine()} "
-        f"({torch.get_num_threads()} threads), torch {torch.__version__}: {trained} models trained by this run "
+        f"Produced by `python benchmarks/score_cpu.py{f' --threads {args.threads}' if args.threads else ''}` in {wall / 60:.1f} min on {platform.machine()} "
+        f"({torch.get_num_threads()} torch thread(s)), torch {torch.__version__}: {trained} models trained by this run "
         f"(the rest came from the cache); per-example epsilon for all {len(results)} methods and their ceilings "
         f"took {eps_s:.1f} s in all.\n\n"
     )

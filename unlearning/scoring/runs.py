@@ -80,7 +80,8 @@ def _quiet() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(does not have many workers|callbacks returned in|LeafSpec|"
-                                    "could not find the monitored key|Checkpoint directory|args parameter is intended).*")
+                                    "could not find the monitored key|Checkpoint directory|args parameter is intended|"
+                                    r"module\(s\) in eval mode).*")
             yield
     finally:
         for lg, level in zip(loggers, levels):
