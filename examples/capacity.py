@@ -146,6 +146,7 @@ def _against_params(
 ) -> Any:
     """A figure with one panel per ``(y label, [(key, legend), ...])``, each against parameter count."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     depths = sorted(rows)
     params = [rows[d]["params"] * 1e3 for d in depths]
@@ -156,6 +157,7 @@ def _against_params(
         for d, x in zip(depths, params):
             ax.annotate(f"{d}", (x, rows[d][series[0][0]]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
         ax.set_xlabel("parameters (labels: depth)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
