@@ -50,6 +50,7 @@ def _csv_metrics(path: Path) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow  # about 75 s on 2 cores; .ci/run runs the slow tests after the default ones
 def test_ddp_two_processes_log_the_same_accuracies_as_one(tmp_path: Path) -> None:
     """2-process DDP on CPU: evaluation metrics equal a single-process run's on the same model."""
     fit = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path, "orig"),

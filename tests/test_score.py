@@ -113,21 +113,28 @@ def test_seed_shards_fill_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "error", "message"),
     [
-        (["--n_models", "1"], "n_models must be >= 2"),
-        (["--seeds", "4:2"], "seeds must be"),
-        (["--method", "configs/nope.yaml"], "method config 'configs/nope.yaml' does not exist"),
-        (["--original", "nope.ckpt"], "original checkpoint 'nope.ckpt' does not exist"),
+        (["--n_models", "1"], ValueError, "n_models must be >= 2"),
+        (["--seeds", "4:2"], ValueError, "seeds must be"),
+        (["--method", "configs/nope.yaml"], FileNotFoundError, "method config 'configs/nope.yaml' does not exist"),
+        (["--original", "nope.ckpt"], FileNotFoundError, "original checkpoint 'nope.ckpt' does not exist"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
-    proc = run_cli(*_score_args(tmp_path)[:-4], "--cache_dir", str(tmp_path / "c"), "--output_dir",
-                   str(tmp_path / "o"), *args)
+def test_bad_input_raises_before_writing_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], error: type, message: str
+) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(error, match=message.replace("(", r"\(")):
+        main([*_score_args(tmp_path), *args])
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_bad_input_on_the_command_line_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = run_cli(*_score_args(tmp_path), "--seeds", "4:2")
     assert proc.returncode == 2
-    assert message in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
+    assert proc.stderr.strip() == "unlearning: error: seeds must be a non-empty range START:STOP with 0 <= START < STOP, got '4:2'"
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
 def _fake_run(cache: RecipeCache, seed: int, lsc: np.ndarray, retain: float, test: float, cost: float) -> None:
