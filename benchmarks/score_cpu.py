@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 import torch
 
 from unlearning.scoring.cli import main as score_main
-from unlearning.scoring.score import _json_ready
+from unlearning.scoring.report import fmt_number
+from unlearning.scoring.score import json_ready
 
 COLUMNS = (
     ("forgetting_quality", "F"),
@@ -33,18 +33,14 @@ COLUMNS = (
 )
 
 
-def _cell(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
-
-
 def table(results: dict[str, dict[str, Any]]) -> str:
     """One row per method: the scores, then simple MIA and cost (mean ± std over the N runs)."""
     head = ["method", *(t for _, t in COLUMNS), "simple MIA", "forget acc", "cost (x oracle)", "over 20%?"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + ":---:|"]
     for name, r in results.items():
         u = r["unlearned"]
-        cells = [_cell(r[k]) for k, _ in COLUMNS]
-        cells += [f"{_cell(u[k]['mean'])} ± {_cell(u[k]['std'])}" for k in ("simple_mia", "forget_acc", "cost_time_fraction")]
+        cells = [fmt_number(r[k]) for k, _ in COLUMNS]
+        cells += [f"{fmt_number(u[k]['mean'])} ± {fmt_number(u[k]['std'])}" for k in ("simple_mia", "forget_acc", "cost_time_fraction")]
         cells.append("yes" if r["over_cost_limit"] else "no")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -117,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.with_suffix(".md").write_text(header + summary + "\n")
     payload = {"wall_s": wall, "epsilon_s": eps_s, "models_trained": trained, "n_models": args.n,
                "torch": str(torch.__version__), "methods": results}
-    out.with_suffix(".json").write_text(json.dumps(_json_ready(payload), indent=2, default=str) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(json_ready(payload), indent=2, default=str) + "\n")
     print()
     print(summary)
     print(f"\nwrote {out}.md and {out}.json ({wall / 60:.1f} min)")

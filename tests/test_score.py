@@ -187,3 +187,17 @@ def test_score_configs_parse_and_name_existing_configs(config: Path, monkeypatch
     assert cfg.n_models >= 2 and cfg.data.class_path
     for what in ("oracle", "original", "method"):
         load_stage_config(cfg[what], what)
+
+
+def test_atomic_path_leaves_the_old_file_on_error(tmp_path: Path) -> None:
+    from unlearning.utils import atomic_path
+
+    target = tmp_path / "score.json"
+    target.write_text("good")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "good" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]

@@ -83,6 +83,9 @@ def test_two_circles_example(tmp_path: Path) -> None:
     assert set(sorted(range(n), key=scores["param_l2"].__getitem__)[-2:]) == {n - 2, n - 1}
     assert set(result["unlearning"]) == {"original", "retrained", "finetune", "neggrad_plus"}
     assert result["unlearning"]["retrained"]["boundary_disagreement"] == 0.0
+    # Unlearning moves the boundary towards the retrained one (it does not just run).
+    moved = [result["unlearning"][m]["boundary_disagreement"] for m in ("finetune", "neggrad_plus")]
+    assert min(moved) < result["unlearning"]["original"]["boundary_disagreement"], result["unlearning"]
     assert set(result["capacity"]) == {"h4_d1", "h4_d2"}
     assert_pngs(tmp_path, ["boundaries", "influence", "unlearning"])
 

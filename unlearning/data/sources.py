@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearning.utils import atomic_path
+
 __all__ = [
     "CIFAR10_CLASSES",
     "ImageArrays",
@@ -53,10 +55,8 @@ def default_cache_dir() -> Path:
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _to_arrays(d: dict) -> ImageArrays:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["confidence_figure", "epsilon_figure", "report_markdown", "write_outputs"]
+from unlearning.pipeline import COLUMNS
+from unlearning.utils import atomic_path
 
-#: (key, title) of the per-run metrics in the report
-_RUN_COLUMNS = (
-    ("retain_acc", "retain acc"),
-    ("forget_acc", "forget acc"),
-    ("test_acc", "test acc"),
-    ("simple_mia", "simple MIA"),
-    ("mia_efficacy", "MIA-efficacy"),
-    ("cost_time_fraction", "cost (x oracle)"),
-)
+__all__ = ["confidence_figure", "epsilon_figure", "fmt_number", "report_markdown", "write_outputs"]
+
+#: (key, title) of the per-run metrics in the report: the comparison table's, less val (not evaluated)
+_RUN_COLUMNS = tuple(c for c in COLUMNS if c[0] != "val_acc")
 
 
 def epsilon_figure(eps: np.ndarray, eps_ceiling: np.ndarray, n: int) -> Any:
@@ -71,7 +66,8 @@ def confidence_figure(conf_oracle: np.ndarray, conf_unlearned: np.ndarray, eps: 
     return fig
 
 
-def _fmt(v: Any) -> str:
+def fmt_number(v: Any) -> str:
+    """Three decimals, or ``n/a`` for a missing or non-finite value."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     return f"{v:.3f}"
@@ -89,7 +85,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         "",
         "| F | ceiling | F / ceiling | final | RA ratio | TA ratio | ceiling final |",
         "|---:|---:|---:|---:|---:|---:|---:|",
-        "| " + " | ".join(_fmt(result[k]) for k in (
+        "| " + " | ".join(fmt_number(result[k]) for k in (
             "forgetting_quality", "ceiling", "relative_forgetting", "final_score",
             "retain_acc_ratio", "test_acc_ratio", "ceiling_final_score")) + " |",
         "",
@@ -99,13 +95,13 @@ def report_markdown(result: dict[str, Any]) -> str:
         "|---|" + "---:|" * len(_RUN_COLUMNS),
     ]
     for label, key in ((f"unlearned (N = {n})", "unlearned"), (f"oracles (2N = {2 * n})", "oracle")):
-        cells = [f"{_fmt(result[key][k]['mean'])} ± {_fmt(result[key][k]['std'])}" for k, _ in _RUN_COLUMNS]
+        cells = [f"{fmt_number(result[key][k]['mean'])} ± {fmt_number(result[key][k]['std'])}" for k, _ in _RUN_COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cost = result["unlearned"]["cost_time_fraction"]["mean"]
     flag = "**over**" if result["over_cost_limit"] else "within"
     lines += [
         "",
-        f"Mean cost {_fmt(cost)} of one oracle's training ({result['oracle_train_time_s']:.1f} s): "
+        f"Mean cost {fmt_number(cost)} of one oracle's training ({result['oracle_train_time_s']:.1f} s): "
         f"{flag} the limit of {result['cost_limit']:.2f}.",
         "",
         f"Epsilon of {result['timings']['epsilon_s']:.2f} s for both comparisons; "
@@ -119,55 +115,27 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _save_npy(path: Path, a: np.ndarray) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as f:
-        np.save(f, a)
-    os.replace(tmp, path)
-
-
-def _save_fig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
-    plt.close(fig)
-
-
 def write_outputs(out: Path, result: dict[str, Any]) -> None:
     """Write the arrays (``.npy``), figures (``.png``), ``report.md`` and TensorBoard events into
     ``out`` (``score.json`` is written last by the caller)."""
-    from torch.utils.tensorboard import SummaryWriter
+    from unlearning.callbacks import FigureWriter
 
-    out.mkdir(parents=True, exist_ok=True)
     arrays = result["arrays"]
     for key, a in arrays.items():
-        _save_npy(out / f"{key}.npy", a)
+        with atomic_path(out / f"{key}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, a)
     n = result["n_models"]
-    figs = {
-        "epsilon": epsilon_figure(arrays["epsilon"], arrays["epsilon_ceiling"], n),
-        "confidences": confidence_figure(
+    with FigureWriter(out, tensorboard_dir="tensorboard", dpi=110) as figures:
+        scores = {k: result[k] for k in ("forgetting_quality", "ceiling", "relative_forgetting", "final_score",
+                                         "retain_acc_ratio", "test_acc_ratio")}
+        figures.add_scalars({k: v for k, v in scores.items() if v is not None and math.isfinite(v)}, n, "score")
+        figures.add_scalars({k: s["mean"] for k, s in result["unlearned"].items() if math.isfinite(s["mean"])}, n, "runs")
+        figures.writer.add_histogram("score/epsilon", arrays["epsilon"], n)
+        figures.writer.add_histogram("score/epsilon_ceiling", arrays["epsilon_ceiling"], n)
+        figures.writer.add_text("score/report", report_markdown(result), n)
+        figures.add_figure("epsilon", epsilon_figure(arrays["epsilon"], arrays["epsilon_ceiling"], n), n)
+        figures.add_figure("confidences", confidence_figure(
             arrays["confidences_oracle"][:, :n], arrays["confidences_unlearned"], arrays["epsilon"]
-        ),
-    }
-    writer = SummaryWriter(str(out / "tensorboard"))
-    try:
-        for key in ("forgetting_quality", "ceiling", "relative_forgetting", "final_score",
-                    "retain_acc_ratio", "test_acc_ratio"):
-            if result[key] is not None and math.isfinite(result[key]):
-                writer.add_scalar(f"score/{key}", result[key], n)
-        for key, stats in result["unlearned"].items():
-            if math.isfinite(stats["mean"]):
-                writer.add_scalar(f"runs/{key}", stats["mean"], n)
-        writer.add_histogram("score/epsilon", arrays["epsilon"], n)
-        writer.add_histogram("score/epsilon_ceiling", arrays["epsilon_ceiling"], n)
-        writer.add_text("score/report", report_markdown(result), n)
-        for key, fig in figs.items():
-            writer.add_figure(f"score/{key}", fig, n, close=False)
-            _save_fig(fig, out / f"{key}.png")
-    finally:
-        writer.close()
-    tmp = out / ".tmp-report.md"
-    tmp.write_text(report_markdown(result))
-    os.replace(tmp, out / "report.md")
+        ), n)
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(report_markdown(result))

@@ -29,7 +29,7 @@ from unlearning.metrics.forgetting import final_score, forgetting_points, per_ex
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
 from unlearning.scoring.runs import checkpoint_identity, load_stage_config, stage_recipe, train_cached_model
 
-__all__ = ["RUN_METRICS", "parse_seed_range", "run_score", "summarise"]
+__all__ = ["RUN_METRICS", "json_ready", "parse_seed_range", "run_score", "summarise"]
 
 #: per-run metrics summarised over the N runs (mean, std, min, max)
 RUN_METRICS = (
@@ -222,7 +222,7 @@ def run_score(
     out = Path(output_dir) / name
     write_outputs(out, result)
     result["timings"]["total_s"] = time.perf_counter() - t_start
-    write_json_atomic(out / "score.json", _json_ready({k: v for k, v in result.items() if k != "arrays"}))
+    write_json_atomic(out / "score.json", json_ready({k: v for k, v in result.items() if k != "arrays"}))
     return result
 
 
@@ -306,12 +306,12 @@ def _eps_summary(eps: np.ndarray, n: int) -> dict[str, float]:
             "share_zero_points": float((eps >= limit).mean()), "share_at_cap": float((eps >= 50.0).mean())}
 
 
-def _json_ready(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """NaN and infinities as ``null``; numpy scalars as Python numbers."""
     if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
+        return {k: json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):
