@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -65,6 +66,9 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
     """
     from lightning.pytorch.cli import SaveConfigCallback
 
+    # Unlearning modules keep frozen copies (the original, a BatchNorm left in eval mode on purpose)
+    # out of training mode; Lightning's warning about it says nothing the user must act on.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv[:1] == ["score"]:
         from unlearning.scoring.cli import main as score_main

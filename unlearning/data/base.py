@@ -156,8 +156,17 @@ class UnlearningDataModule(LightningDataModule):
             return a.heldout_x, a.heldout_y, getattr(s, name)
         raise ValueError(f"unknown stream {name!r}: expected one of {list(STREAMS)}")
 
-    def stream_loader(self, name: str, train: bool, batch_size: int | None = None) -> TensorLoader:
-        """A loader over one stream, shuffled and augmented when ``train`` is true."""
+    def stream_loader(
+        self, name: str, train: bool, batch_size: int | None = None, drop_single: bool = True
+    ) -> TensorLoader:
+        """A loader over one stream, shuffled and augmented when ``train`` is true.
+
+        Args:
+            name: one of :data:`~unlearning.data.STREAMS`.
+            train: shuffle (seeded) and augment; else the stream's fixed order, not augmented.
+            batch_size: batch size (default: ``batch_size`` for training, ``eval_batch_size``).
+            drop_single: drop a final one-example training batch (BatchNorm cannot train on it).
+        """
         x, y, idx = self.stream_source(name)
         transform: Callable[[torch.Tensor], torch.Tensor] = self.train_transform if train else self.eval_transform
         if not train and name == "retain" and self.retain_eval_size is not None and idx.numel() > self.retain_eval_size:
@@ -171,6 +180,7 @@ class UnlearningDataModule(LightningDataModule):
             transform=transform,
             shuffle=train,
             seed=self._seed() + 7919 * STREAMS.index(name),
+            drop_single=drop_single,
         )
 
     def requested_streams(self) -> tuple[Sequence[str], str]:
@@ -188,9 +198,15 @@ class UnlearningDataModule(LightningDataModule):
         return streams, mode
 
     def train_dataloader(self) -> CombinedLoader:
-        """Exactly the streams the module declares, as a dict per step."""
+        """Exactly the streams the module declares, as a dict per step.
+
+        A module may set a per-stream loader option through a ``stream_options`` dict attribute
+        (``{stream: {"batch_size": int, "drop_single": bool}}``), e.g. the size of forget requests.
+        """
         streams, mode = self.requested_streams()
-        return CombinedLoader({s: self.stream_loader(s, train=True) for s in streams}, mode=mode)
+        module: Any = self.trainer.lightning_module if self.trainer is not None else None
+        options = dict(getattr(module, "stream_options", None) or {})
+        return CombinedLoader({s: self.stream_loader(s, train=True, **options.get(s, {})) for s in streams}, mode=mode)
 
     def _eval_loaders(self) -> list[TensorLoader]:
         return [self.stream_loader(s, train=False) for s in self.eval_streams]

@@ -79,6 +79,7 @@ class SyntheticImageDataModule(ImageDataModule):
         num_classes: number of classes.
         signal: weight of the class prototype in each image, in (0, 1].
         data_seed: seed of the images.
+        image_size: height and width of the images (smaller is faster for tests).
         **kwargs: see :class:`ImageDataModule` and :class:`UnlearningDataModule`.
     """
 
@@ -89,11 +90,14 @@ class SyntheticImageDataModule(ImageDataModule):
         num_classes: int = 10,
         signal: float = 0.35,
         data_seed: int = 0,
+        image_size: int = 32,
         **kwargs,
     ) -> None:
         kwargs.setdefault("augment", False)
         super().__init__(**kwargs)
-        self._arrays = make_synthetic_images(num_train, num_heldout, num_classes, 32, signal, data_seed)
+        if image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {image_size}")
+        self._arrays = make_synthetic_images(num_train, num_heldout, num_classes, image_size, signal, data_seed)
 
     def load_arrays(self) -> ImageArrays:
         """Return the synthetic images."""

@@ -38,8 +38,10 @@ class TensorLoader:
         transform: applied to each batch of inputs (augmentation, normalisation).
         shuffle: draw a new seeded permutation at every pass (training) or keep ``indices``' order.
         seed: seed of the permutations; pass ``k`` uses ``seed`` and ``k``.
-        drop_last: drop a final partial batch. A final batch of a single example is always dropped
-            when shuffling, since BatchNorm cannot train on it.
+        drop_last: drop a final partial batch.
+        drop_single: drop a final batch of a single example when shuffling, since BatchNorm cannot
+            train on it (``False`` for modules that must see every example, e.g. with BatchNorm
+            frozen).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class TensorLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        drop_single: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -62,7 +65,11 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
+        self.drop_single = drop_single
         self.passes = 0
+        #: the rows of ``x`` this rank reads in the current pass, in order (batch ``b`` is
+        #: ``order[b * batch_size : (b + 1) * batch_size]``)
+        self.order: torch.Tensor | None = None
 
     def _shard(self, order: torch.Tensor) -> torch.Tensor:
         rank, world = _rank_world()
@@ -86,7 +93,7 @@ class TensorLoader:
     def __len__(self) -> int:
         rows = self._num_rows()
         full, rest = divmod(rows, self.batch_size)
-        if rest and not self.drop_last and not (self.shuffle and rest == 1):
+        if rest and not self.drop_last and not (self.shuffle and self.drop_single and rest == 1):
             full += 1
         return full
 
@@ -98,6 +105,7 @@ class TensorLoader:
             order = self.indices
         self.passes += 1
         order = self._shard(order).to(self.x.device)
+        self.order = order
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             xb = self.x[idx]

@@ -8,16 +8,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from unlearning.methods.losses import distill_kl
 from unlearning.modules.unlearn import UnlearnModule
 
-__all__ = ["SCRUB", "distill_kl"]
-
-
-def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``KL(teacher_T || student_T) * T^2`` averaged over the batch (Hinton distillation)."""
-    log_s = F.log_softmax(student_logits / temperature, dim=1)
-    log_t = F.log_softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * temperature**2
+__all__ = ["SCRUB"]
 
 
 class SCRUB(UnlearnModule):

@@ -12,9 +12,11 @@ It owns what all stages share, so that a stage only says how it trains:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,12 +32,18 @@ from unlearning.data.base import EVAL_STREAMS
 from unlearning.metrics import mia_efficacy, per_example_stats, simple_mia
 from unlearning.nets import build_net, net_spec
 
-__all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net"]
+__all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
 
 META_KEY = "unlearning"
 
 
-def _load(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint of this project, loaded safely (``weights_only``) on the CPU.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it was not written by a module of this project.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -47,7 +55,7 @@ def _load(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The project's metadata of a checkpoint: network spec, cost, module class, classes."""
-    return dict(_load(path)[META_KEY])
+    return dict(read_checkpoint(path)[META_KEY])
 
 
 def load_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -59,7 +67,7 @@ def load_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns:
         ``(network, metadata)``; the network is in eval mode.
     """
-    ckpt = _load(path)
+    ckpt = read_checkpoint(path)
     meta = ckpt[META_KEY]
     net = build_net(meta["net"])
     prefix = "net."
@@ -149,6 +157,8 @@ class EvaluatedModule(LightningModule):
             these, as a dict ``{stream: (x, y)}`` per step.
         stream_mode: how streams of different lengths are combined (a Lightning
             ``CombinedLoader`` mode: ``max_size_cycle``, ``min_size``, ``max_size``).
+        extra_streams: streams the module reads only through :meth:`stream` or :meth:`cycle`
+            (a pre-pass, a pool of reference batches), not delivered at every step.
 
     Args:
         num_classes: number of classes of the data.
@@ -159,6 +169,10 @@ class EvaluatedModule(LightningModule):
 
     train_streams: ClassVar[tuple[str, ...]] = ("train",)
     stream_mode: ClassVar[str] = "max_size_cycle"
+    extra_streams: ClassVar[tuple[str, ...]] = ()
+    #: whether evaluation measures a classifier (``False`` for a stage that trains something else,
+    #: e.g. a hypernetwork)
+    evaluated: ClassVar[bool] = True
 
     def __init__(self, num_classes: int = 10, log_distributions: bool = True, mia_seed: int = 0) -> None:
         super().__init__()
@@ -206,6 +220,44 @@ class EvaluatedModule(LightningModule):
 
         return [_CostClock(), *([DistributionLogger()] if self.log_distributions else [])]
 
+    # ---- data the module declared ---------------------------------------------------------
+    def _declared_loader(self, name: str, train: bool, batch_size: int | None) -> Any:
+        if name not in (*self.train_streams, *self.extra_streams):
+            raise ValueError(
+                f"{type(self).__name__} did not declare stream {name!r} in train_streams "
+                f"{self.train_streams} or extra_streams {self.extra_streams}"
+            )
+        return self.trainer.datamodule.stream_loader(name, train=train, batch_size=batch_size)
+
+    def stream(
+        self, name: str, batch_size: int | None = None, train: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Iterate once over a declared stream, on the module's device.
+
+        Args:
+            name: a stream of :attr:`train_streams` or :attr:`extra_streams`.
+            batch_size: batch size (default: the data module's training or evaluation size).
+            train: shuffled and augmented as in training; ``False``: the stream's fixed order,
+                without augmentation (e.g. to precompute per-example features).
+
+        Raises:
+            ValueError: if ``name`` was not declared (the module may only see the data it
+                declared).
+        """
+        for x, y in self._declared_loader(name, train, batch_size):
+            yield x.to(self.device), y.to(self.device)
+
+    def cycle(self, name: str, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches of a declared stream without end: a new seeded shuffle at every pass.
+
+        Raises:
+            ValueError: as :meth:`stream`.
+        """
+        loader = self._declared_loader(name, True, batch_size)
+        while True:
+            for x, y in loader:
+                yield x.to(self.device), y.to(self.device)
+
     # ---- cost accounting ------------------------------------------------------------------
     def _tick(self) -> None:
         """Add the time since the clock was started to the cost and stop the clock."""
@@ -216,6 +268,23 @@ class EvaluatedModule(LightningModule):
     def _start_clock(self) -> None:
         if self._clock is None:
             self._clock = time.perf_counter()
+
+    @contextlib.contextmanager
+    def clock_paused(self) -> Iterator[None]:
+        """Leave the time spent inside this block out of the training cost (e.g. an evaluation
+        that a callback runs between training steps)."""
+        running = self._clock is not None
+        self._tick()
+        try:
+            yield
+        finally:
+            if running:
+                self._start_clock()
+
+    def count_images(self, n: int) -> None:
+        """Add ``n`` images (per rank) to the cost, for passes that do not go through
+        :meth:`forward` in training mode (a pre-pass through a frozen copy, say)."""
+        self.cost["images_seen"] += int(n) * _world(self)
 
     # ---- checkpoint metadata --------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:

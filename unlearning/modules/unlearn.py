@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import nn
 
 from unlearning.modules.base import EvaluatedModule, load_net
 from unlearning.modules.classifier import make_optimizer
 from unlearning.nets import build_net
 
-__all__ = ["UnlearnModule"]
+__all__ = ["UnlearnModule", "original_network"]
+
+
+def original_network(owner: str, original: str | None, net_spec: dict[str, Any] | None) -> tuple[nn.Module, dict[str, Any], int]:
+    """The network a module starts from: the original checkpoint's (weights included), or, when a
+    saved module is reloaded without it, a fresh one built from the stored spec.
+
+    Returns:
+        ``(network, spec, num_classes)``.
+
+    Raises:
+        ValueError: if neither is given (``owner`` names the module in the message).
+    """
+    if original is not None:
+        net, meta = load_net(original)
+        return net, meta["net"], int(meta["num_classes"])
+    if net_spec is not None:
+        net = build_net(net_spec)
+        args = getattr(net, "init_args", {})
+        if "num_classes" in args:
+            return net, net_spec, int(args["num_classes"])
+        return net, net_spec, int([m for m in net.modules() if isinstance(m, nn.Linear)][-1].out_features)
+    raise ValueError(f"{owner} needs `original`: the path of the original model's checkpoint")
 
 
 class UnlearnModule(EvaluatedModule):
@@ -32,7 +52,8 @@ class UnlearnModule(EvaluatedModule):
         ``self.net``: the network being unlearned (starts as a copy of the original).
         ``self.original_net``: the frozen original (``uses_original = True`` only).
         ``self.stream(name)``: iterate over a declared stream (``train_streams`` or
-        ``extra_streams``) outside ``training_step``, e.g. a pre-pass in ``on_train_start``.
+        ``extra_streams``) outside ``training_step``, e.g. a pre-pass in ``on_train_start``;
+        ``self.cycle(name)``: its batches without end (a pool of reference batches).
         Cost counts every image the network sees in training mode, wherever it comes from.
 
     Args:
@@ -53,8 +74,9 @@ class UnlearnModule(EvaluatedModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("retain", "forget")
-    #: streams read only through :meth:`stream` (e.g. a scoring pass), not delivered every step.
-    extra_streams: ClassVar[tuple[str, ...]] = ()
+    #: one-time stages the method needs, ``{init argument: class path of the stage's module}``:
+    #: a checkpoint trained once per original (e.g. a hypernetwork), passed as that argument.
+    stages: ClassVar[dict[str, str]] = {}
     #: keep a frozen copy of the original as ``self.original_net`` (teachers, distillation).
     uses_original: ClassVar[bool] = False
 
@@ -71,16 +93,7 @@ class UnlearnModule(EvaluatedModule):
         log_distributions: bool = True,
         mia_seed: int = 0,
     ) -> None:
-        if original is not None:
-            net, meta = load_net(original)
-            num_classes = int(meta["num_classes"])
-            spec = meta["net"]
-        elif net_spec is not None:
-            spec = net_spec
-            net = build_net(spec)
-            num_classes = int(self._num_classes_hint(net))
-        else:
-            raise ValueError(f"{type(self).__name__} needs `original`: the path of the original model's checkpoint")
+        net, spec, num_classes = original_network(type(self).__name__, original, net_spec)
         super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -96,14 +109,6 @@ class UnlearnModule(EvaluatedModule):
         if oracle_train_time_s is not None:
             self.reference_cost["train_time_s"] = float(oracle_train_time_s)
 
-    @staticmethod
-    def _num_classes_hint(net: nn.Module) -> int:
-        args = getattr(net, "init_args", {})
-        if "num_classes" in args:
-            return int(args["num_classes"])
-        last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-        return int(last.out_features)
-
     def train(self, mode: bool = True) -> UnlearnModule:
         """Set train/eval mode; the frozen original always stays in eval mode."""
         super().train(mode)
@@ -112,22 +117,6 @@ class UnlearnModule(EvaluatedModule):
         return self
 
     # ---- hooks ----------------------------------------------------------------------------
-    def stream(self, name: str, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Iterate once over a declared training stream (shuffled, augmented as in training).
-
-        Raises:
-            ValueError: if ``name`` is not in :attr:`train_streams` (the module may only see the
-                data it declared).
-        """
-        if name not in (*self.train_streams, *self.extra_streams):
-            raise ValueError(
-                f"{type(self).__name__} did not declare stream {name!r} in train_streams "
-                f"{self.train_streams} or extra_streams {self.extra_streams}"
-            )
-        loader = self.trainer.datamodule.stream_loader(name, train=True, batch_size=batch_size)
-        for x, y in loader:
-            yield x.to(self.device), y.to(self.device)
-
     def forget_every(self) -> int:
         """``ceil(len(retain) / len(forget))`` in batches: taking a forget step on every k-th
         step sweeps the forget set about once per epoch while the retain stream drives the epoch
