@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                    help="unlearn this many of the most influential points (default: 5)")
     p.add_argument("--unlearn-epochs", type=int, default=None,
                    help="full-batch steps of every unlearning method (default: each method config's own)")
-    p.add_argument("--methods", nargs="+", default=["finetune", "neggrad_plus", "kl_contrastive"],
+    p.add_argument("--methods", nargs="+", default=["finetune", "discriminator", "neggrad_plus", "kl_contrastive"],
                    help=f"configs/examples/two_circles/unlearn/<name>.yaml to run (of {', '.join(methods)})")
     args, extra = p.parse_known_args(argv)
     require_positive(args, "num_train", "hidden", "epochs", "forget_top", "unlearn_epochs")

@@ -23,6 +23,7 @@ from unlearning.modules.base import load_checkpoint_meta, load_net
 
 __all__ = [
     "COLUMNS",
+    "declared_stages",
     "evaluate_checkpoint",
     "evaluate_with_outputs",
     "fit_stage",
@@ -216,11 +217,25 @@ def run_comparison(
         if not cfg.is_file():
             raise FileNotFoundError(f"no config {cfg} for method {name!r}")
         overrides = [*common, "--model.init_args.original", str(original), "--model.init_args.oracle", str(oracle)]
+        for arg in declared_stages(cfg):  # a one-time stage (e.g. a hypernetwork): <preset>/<arg>.yaml
+            stage_cfg = preset_dir / f"{arg}.yaml"
+            if not stage_cfg.is_file():
+                raise FileNotFoundError(f"method {name!r} needs its one-time stage {arg!r}: no config {stage_cfg}")
+            stage = fit_stage(stage_cfg, [*common, "--model.init_args.original", str(original)], reuse=reuse)
+            overrides += [f"--model.init_args.{arg}", str(stage)]
         unlearned[name] = fit_stage(cfg, overrides, reuse=reuse if reuse_methods is None else reuse_methods)
     data_config = preset_dir / "original.yaml"
     setup = evaluation_setup(data_config, common)
     models = {"original": original, "oracle (retrain)": oracle, **unlearned}
     return {name: evaluate_checkpoint(ckpt, data_config, oracle=oracle, setup=setup) for name, ckpt in models.items()}
+
+
+def declared_stages(config: str | Path) -> list[str]:
+    """The one-time stages (init argument names) that the module of a fit config declares."""
+    from unlearning.methods import module_class
+
+    cls = module_class(yaml.safe_load(Path(config).read_text())["model"]["class_path"])
+    return list(getattr(cls, "stages", {}) or {})
 
 
 _PASS_THROUGH_HELP = (

@@ -2,5 +2,13 @@
 
 from unlearning.callbacks.distributions import DistributionLogger, distribution_figure
 from unlearning.callbacks.figures import FigureWriter, histogram_panels
+from unlearning.callbacks.streaming import StreamEvaluator, stream_figure
 
-__all__ = ["DistributionLogger", "FigureWriter", "distribution_figure", "histogram_panels"]
+__all__ = [
+    "DistributionLogger",
+    "FigureWriter",
+    "StreamEvaluator",
+    "distribution_figure",
+    "histogram_panels",
+    "stream_figure",
+]

@@ -1,11 +1,45 @@
 """Unlearning algorithms, one file each, all subclasses of
 :class:`~unlearning.modules.UnlearnModule`."""
 
+from unlearning.methods.discriminator import DiscriminatorUnlearn, RetainFreeDiscriminator
 from unlearning.methods.finetune import Finetune
 from unlearning.methods.grad_reinit import GradientReinit
+from unlearning.methods.hypernet import HypernetTrainer, HypernetUnlearn
 from unlearning.methods.kl_contrastive import KLUniformContrastive
 from unlearning.methods.neggrad import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
 from unlearning.methods.scrub import SCRUB
+from unlearning.methods.streaming import StreamingForget
 
-__all__ = ["SCRUB", "Finetune", "GradientReinit", "KLUniformContrastive", "NegGradPlus", "RandomLabel"]
+
+
+def module_class(class_path: str) -> type | None:
+    """The LightningModule class a config's ``class_path`` names: a dotted path, or a short name
+    of the project's methods and modules (as LightningCLI resolves it); ``None`` if not found."""
+    import importlib
+
+    import unlearning.modules
+
+    if "." not in class_path:
+        return globals().get(class_path) or getattr(unlearning.modules, class_path, None)
+    mod, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(mod), name, None)
+    except ImportError:
+        return None
+
+
+__all__ = [
+    "module_class",
+    "SCRUB",
+    "DiscriminatorUnlearn",
+    "Finetune",
+    "GradientReinit",
+    "HypernetTrainer",
+    "HypernetUnlearn",
+    "KLUniformContrastive",
+    "NegGradPlus",
+    "RandomLabel",
+    "RetainFreeDiscriminator",
+    "StreamingForget",
+]

@@ -1,7 +1,7 @@
 """``unlearning score -c FILE``: the command line of :func:`~unlearning.scoring.run_score`.
 
 Configured like the other subcommands: a YAML file (``-c``) and dotted overrides, e.g.
-``unlearning score -c configs/score/cpu.yaml --method configs/cpu/unlearn/scrub.yaml
+``unlearning score -c configs/score/cpu.yaml --method configs/score/methods/scrub.yaml
 --data.init_args.root ../shared/data/cifar10-jpeg --seeds 0:8``.
 """
 

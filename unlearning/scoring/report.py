@@ -99,11 +99,29 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cost = result["unlearned"]["cost_time_fraction"]["mean"]
     flag = "**over**" if result["over_cost_limit"] else "within"
+    spread = result.get("confidence_spread") or {}
     lines += [
         "",
         f"Mean cost {fmt_number(cost)} of one oracle's training ({result['oracle_train_time_s']:.1f} s): "
         f"{flag} the limit of {result['cost_limit']:.2f}.",
         "",
+    ]
+    if spread:
+        lines += [
+            f"Run-to-run spread of the forget examples' logit-scaled confidence (median over examples of "
+            f"the std over runs): unlearned {fmt_number(spread.get('unlearned'))}, oracles "
+            f"{fmt_number(spread.get('oracle'))}.",
+            "",
+        ]
+    for arg, st in (result.get("stages") or {}).items():
+        lines += [
+            f"One-time stage `{arg}` (`{st['config']}`), trained once for this original and shared by every "
+            f"run: {st['cost'].get('train_time_s', math.nan):.1f} s, {fmt_number(st['cost_time_fraction'])} of one "
+            f"oracle's training time ({fmt_number(st['cost_images_fraction'])} of its images); not in the "
+            "per-run cost above.",
+            "",
+        ]
+    lines += [
         f"Epsilon of {result['timings']['epsilon_s']:.2f} s for both comparisons; "
         f"{result['timings']['models_trained']} models trained by this run in {result['timings']['train_s']:.0f} s.",
         "",

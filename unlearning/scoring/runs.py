@@ -94,6 +94,7 @@ def train_cached_model(
     seed: int,
     args: Sequence[str],
     dest: Path,
+    evaluate: bool = True,
 ) -> dict[str, Any]:
     """Train one model of a stage config on the score's data with ``seed``, test it, and write
     ``model.ckpt``, ``record.json`` and ``forget_lsc.npy`` into ``dest``.
@@ -104,6 +105,8 @@ def train_cached_model(
         seed: ``seed_everything`` of the run.
         args: extra command-line arguments of the stage (after the data, so they may refine it).
         dest: an empty folder to write into.
+        evaluate: test the model (forget-set confidences and metrics); ``False`` for a one-time
+            stage that is no classifier (e.g. a hypernetwork): only the checkpoint and its cost.
 
     Returns:
         The record written.
@@ -126,6 +129,8 @@ def train_cached_model(
         trainer.fit(module, datamodule=dm)
         if trainer.interrupted or trainer.state.status.value != "finished":
             raise RuntimeError(f"training of {config} with seed {seed} did not finish")
+        if not evaluate:
+            return _write_stage(trainer, module, config, seed, dest, t0)
         dm.eval_streams = SCORE_STREAMS
         trainer.test(module, datamodule=dm, verbose=False)
     evaluation = getattr(module, "last_eval", {})
@@ -147,6 +152,21 @@ def train_cached_model(
         "forget_index_digest": _array_digest(forget_index),
         "wall_s": time.perf_counter() - t0,
         "finished": now(),
+        "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
+    }
+    (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _write_stage(trainer: Any, module: Any, config: str | Path, seed: int, dest: Path, t0: float) -> dict[str, Any]:
+    import lightning
+    import torch
+
+    trainer.save_checkpoint(dest / MODEL_FILE, weights_only=True)
+    record = {
+        "seed": seed, "config": str(config), "metrics": {},
+        "cost": {k: float(v) for k, v in module.cost.items()},
+        "wall_s": time.perf_counter() - t0, "finished": now(),
         "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
     }
     (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

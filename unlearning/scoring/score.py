@@ -2,8 +2,8 @@
 
 Given a data split, the oracle recipe, the original model and a method config, a score run
 
-1. trains (or finds in the cache) 2N oracles with seeds ``0 .. 2N-1``: the first N to score
-   against, the other N to measure the ceiling;
+1. trains (or finds in the cache) 2N oracles with seeds ``0 .. 2N-1`` (from ``seed_base``): the
+   first N to score against, the other N to measure the ceiling;
 2. runs the method N times from the same original with seeds ``0 .. N-1`` (also cached);
 3. gathers the logit-scaled confidence of every forget example under all models;
 4. computes per-example epsilon, F and the final score, the ceiling (F between the two halves of
@@ -112,8 +112,10 @@ def run_score(
     cache_dir: str = "runs/score/cache",
     output_dir: str = "runs/score",
     seeds: str | None = None,
+    seed_base: int = 0,
     recipe_args: Sequence[str] = (),
     method_args: Sequence[str] = (),
+    stages: dict[str, str] | None = None,
     cost_limit: float = 0.2,
     progress: bool = True,
     config: dict[str, Any] | None = None,
@@ -133,9 +135,17 @@ def run_score(
         cache_dir: the model cache, shared by every score run.
         output_dir: where ``<name>/`` with ``score.json``, arrays, report and TensorBoard go.
         seeds: ``START:STOP``: train only the oracles and method runs with these seeds (for
-            parallel shards); ``None``: everything.
+            parallel shards; counted from ``seed_base``); ``None``: everything.
+        seed_base: the first seed: oracles use ``seed_base .. seed_base + 2N - 1`` and method runs
+            ``seed_base .. seed_base + N - 1``. Choose hyperparameters with a ``seed_base`` that
+            the reported score does not use (e.g. 1000), so that no reported model took part.
         recipe_args: extra command-line arguments of the original and oracle trainings.
         method_args: extra command-line arguments of the method runs.
+        stages: one-time stages of an amortised method, ``{init argument: fit config}``: each is
+            trained once per original (its config's seed, ``--model.init_args.original`` set to
+            the original), cached like the original, and its checkpoint passed to every method
+            run as ``--model.init_args.<argument>`` (e.g. ``{hypernet: configs/cpu/hypernet.yaml}``).
+            Its cost is reported apart from the per-run cost.
         cost_limit: flag a method whose mean training time exceeds this fraction of an oracle's.
         progress: show a progress bar over the models to train.
         config: the score's own config, stored in ``score.json``.
@@ -156,22 +166,37 @@ def run_score(
     if not isinstance(data, dict) or not data.get("class_path"):
         raise ValueError("data must be a data module section with a class_path")
     shard = parse_seed_range(seeds, 2 * n_models)
+    if seed_base < 0:
+        raise ValueError(f"seed_base must be >= 0, got {seed_base}")
     name = name or Path(method).stem
     cache_root = Path(cache_dir)
     oracle_cfg = load_stage_config(oracle, "oracle")
     method_cfg = load_stage_config(method, "method")
     orig_cache, orig_seed, orig_identity = _original_run(original, data, recipe_args, cache_root)
     oracles = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, recipe_args, data))
-    methods = RecipeCache(cache_root, "method", {**stage_recipe(method_cfg, method_args, data), **orig_identity})
+    _check_stages(method, method_cfg, stages or {})
+    stage_caches: dict[str, tuple[RecipeCache, int, str]] = {}
+    for arg, cfg_path in (stages or {}).items():
+        cfg = load_stage_config(cfg_path, f"stage {arg!r}")
+        stage_seed = cfg.get("seed_everything", 0)
+        stage_seed = 0 if stage_seed is None or isinstance(stage_seed, bool) else int(stage_seed)
+        stage_caches[arg] = (RecipeCache(cache_root, "stage", {**stage_recipe(cfg, (), data), **orig_identity}),
+                             stage_seed, str(cfg_path))
+    method_recipe = {**stage_recipe(method_cfg, method_args, data), **orig_identity}
+    if stage_caches:
+        method_recipe["stages"] = {arg: c.key for arg, (c, _, _) in stage_caches.items()}
+    methods = RecipeCache(cache_root, "method", method_recipe)
 
     # What this process trains: the shard's oracles and method runs (and the original they need).
     jobs: list[tuple[str, RecipeCache, int, str, list[str]]] = []
-    oracle_seeds = [s for s in shard if s < 2 * n_models]
-    method_seeds = [s for s in shard if s < n_models]
+    oracle_seeds = [seed_base + s for s in shard if s < 2 * n_models]
+    method_seeds = [seed_base + s for s in shard if s < n_models]
     need_methods = methods.missing(method_seeds)
     if orig_cache is not None and need_methods and orig_cache.get(orig_seed) is None:
         jobs.append(("original", orig_cache, orig_seed, original, list(recipe_args)))
     jobs += [("oracle", oracles, s, oracle, list(recipe_args)) for s in oracles.missing(oracle_seeds)]
+    if need_methods:
+        jobs += [("stage", c, seed, cfg_path, []) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
     jobs += [("method", methods, s, method, list(method_args)) for s in need_methods]
     for c in {id(c): c for _, c, *_ in jobs}.values():
         c.clean_stale()
@@ -182,20 +207,27 @@ def run_score(
     try:
         for kind, cache, seed, cfg_path, args in jobs:
             bar.set_postfix_str(f"{kind} seed {seed}")
-            if kind == "method":
+            if kind in ("method", "stage"):
                 ckpt = _original_checkpoint(original, orig_cache, orig_seed)
-                args = [*args, "--model.init_args.original", str(ckpt), "--model.init_args.oracle", "null"]
+                args = [*args, "--model.init_args.original", str(ckpt)]
+            if kind == "method":
+                args += ["--model.init_args.oracle", "null"]
+                for arg, (c, stage_seed, _) in stage_caches.items():
+                    run = c.get(stage_seed)
+                    if run is None:
+                        raise FileNotFoundError(f"stage {arg!r} is not in the cache")  # pragma: no cover
+                    args += [f"--model.init_args.{arg}", str(run.checkpoint)]
             if cache.get(seed) is None:  # another process may have finished it meanwhile
                 with cache.writing(seed) as tmp:
-                    train_cached_model(cfg_path, data, seed, args, tmp)
+                    train_cached_model(cfg_path, data, seed, args, tmp, evaluate=kind != "stage")
                 trained.append(f"{kind}-{cache.key}/seed-{seed:04d}")
             bar.update(1)
     finally:
         bar.close()
     train_s = time.perf_counter() - t_train
 
-    oracle_runs = [oracles.get(s) for s in range(2 * n_models)]
-    method_runs = [methods.get(s) for s in range(n_models)]
+    oracle_runs = [oracles.get(seed_base + s) for s in range(2 * n_models)]
+    method_runs = [methods.get(seed_base + s) for s in range(n_models)]
     missing = sum(r is None for r in (*oracle_runs, *method_runs))
     if missing:
         print(f"unlearning score: {missing} of {3 * n_models} models are not in the cache yet "
@@ -205,6 +237,16 @@ def run_score(
     result = _score(
         [r for r in oracle_runs if r is not None], [r for r in method_runs if r is not None], n_models, cost_limit
     )
+    result["stages"] = {}
+    for arg, (c, stage_seed, cfg_path) in stage_caches.items():
+        run = c.get(stage_seed)
+        cost = run.record()["cost"] if run is not None else {}
+        oc = result["oracle_cost"]
+        result["stages"][arg] = {
+            "config": cfg_path, "cache": c.dir.name, "cost": cost,
+            "cost_time_fraction": cost.get("train_time_s", math.nan) / oc["train_time_s"] if oc["train_time_s"] else math.nan,
+            "cost_images_fraction": cost.get("images_seen", math.nan) / oc["images_seen"] if oc["images_seen"] else math.nan,
+        }
     result.update(
         name=name,
         method_config=str(method),
@@ -224,6 +266,25 @@ def run_score(
     result["timings"]["total_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "score.json", json_ready({k: v for k, v in result.items() if k != "arrays"}))
     return result
+
+
+def _check_stages(method: str, cfg: dict[str, Any], stages: dict[str, str]) -> None:
+    """Every one-time stage the method declares is given a config, and no other."""
+    from unlearning.methods import module_class
+
+    model = cfg.get("model")
+    path = model.get("class_path") if isinstance(model, dict) else model
+    cls = module_class(path) if isinstance(path, str) else None
+    declared = dict(getattr(cls, "stages", {}) or {})
+    missing = [a for a in declared if a not in stages]
+    if missing:
+        raise ValueError(
+            f"{cls.__name__} ({method}) needs its one-time stage {missing[0]!r}: give its fit config with "
+            f"--stages.{missing[0]} CONFIG (a {declared[missing[0]].rpartition('.')[2]})"
+        )
+    extra = [a for a in stages if a not in declared]
+    if extra and cls is not None:
+        raise ValueError(f"{cls.__name__} ({method}) has no one-time stage {extra[0]!r}: expected some of {sorted(declared)}")
 
 
 def _versions() -> dict[str, str]:
@@ -290,6 +351,11 @@ def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, c
         "unlearned": unlearned,
         "oracle": summarise(oracle_recs, oracle_cost),
         "oracle_train_time_s": oracle_cost["train_time_s"],
+        "oracle_cost": oracle_cost,
+        "confidence_spread": {
+            "unlearned": float(np.median(conf_method.std(axis=1, ddof=1))),
+            "oracle": float(np.median(conf_oracle[:, :n].std(axis=1, ddof=1))),
+        },
         "cost_limit": cost_limit,
         "over_cost_limit": bool(mean_cost > cost_limit),
         "epsilon": _eps_summary(eps, n),
