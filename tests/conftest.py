@@ -114,3 +114,11 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_cifar: Path)
 def tiny_toy_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny two-circles original and oracle (MLP, 2 batches) for two-circles configs."""
     return train_pair(tmp_path_factory.mktemp("toy_ckpts"), "configs/toy", [])
+
+
+@pytest.fixture(scope="session")
+def synthetic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The original and the retrain oracle of the synthetic problem (``tests/synthetic.py``)."""
+    from tests.synthetic import train_models
+
+    return train_models(tmp_path_factory.mktemp("synthetic_models"))

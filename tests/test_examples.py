@@ -33,12 +33,12 @@ def test_quickstart_pipeline_prints_the_comparison(tiny_cifar: Path, tmp_path: P
     before = set(REPO.iterdir())
     args = [a for a in quick_args(tmp_path) if a != "--trainer.logger.init_args.name" and a != "run"]
     rows = quickstart(["--root", str(tiny_cifar), "--data.init_args.train_subset", "null", *args])
-    assert set(rows) == {"original", "oracle (retrain)", "finetune"}
+    assert set(rows) == {"original", "oracle (retrain)", "finetune", "discriminator"}
     for row in rows.values():
         assert {"retain_acc", "forget_acc", "val_acc", "test_acc", "simple_mia", "mia_efficacy", "cost_time_fraction"} <= set(row)
     assert rows["oracle (retrain)"]["cost_time_fraction"] == 1.0
     out = capsys.readouterr().out
-    assert "| finetune |" in out and "simple MIA" in out
-    for stage in ("original", "retrain", "finetune"):
+    assert "| finetune |" in out and "| discriminator |" in out and "simple MIA" in out
+    for stage in ("original", "retrain", "finetune", "discriminator"):
         assert (tmp_path / stage / "checkpoints" / "last.ckpt").is_file()
     assert set(REPO.iterdir()) == before, "evaluation wrote into the working directory"

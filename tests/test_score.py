@@ -201,3 +201,37 @@ def test_atomic_path_leaves_the_old_file_on_error(tmp_path: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+
+
+def test_an_amortised_stage_is_trained_once_per_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hypernetwork of HypernetUnlearn is trained once, cached like the original, given to
+    every run, reused by a second configuration, and its cost reported apart."""
+    import torch
+
+    from unlearning.methods.hypernet import load_hypernet, weights_digest
+
+    monkeypatch.chdir(REPO)
+    hyper = ["--method", "configs/toy/unlearn/hypernet.yaml", "--stages.hypernet", "configs/toy/hypernet.yaml"]
+    with pytest.raises(ValueError, match="needs its one-time stage 'hypernet'"):
+        main(_score_args(tmp_path, "--method", "configs/toy/unlearn/hypernet.yaml"))
+    with pytest.raises(ValueError, match="has no one-time stage 'hypernet'"):
+        main(_score_args(tmp_path, "--stages.hypernet", "configs/toy/hypernet.yaml"))
+    first = main(_score_args(tmp_path, *hyper))
+    assert first is not None and first["timings"]["models_trained"] == 1 + 2 * N + 1 + N
+    (stage_dir,) = sorted((tmp_path / "cache").glob("stage-*/seed-*"))
+    digest = weights_digest(load_hypernet(str(stage_dir / "model.ckpt"))[0])
+    runs = sorted((tmp_path / "cache").glob("method-*/seed-*"))
+    assert len(runs) == N
+    for run in runs:  # every run was answered by that one hypernetwork
+        hparams = torch.load(run / "model.ckpt", weights_only=True)["hyper_parameters"]
+        assert hparams["hypernet_digest"] == digest
+    st = first["stages"]["hypernet"]
+    assert st["cost"]["train_time_s"] > 0 and st["cost"]["images_seen"] == 200 + 100  # train and val points, once
+    assert st["cost_time_fraction"] == pytest.approx(st["cost"]["train_time_s"] / first["oracle_cost"]["train_time_s"])
+    saved = json.loads((tmp_path / "out" / "hypernet" / "score.json").read_text())
+    assert saved["stages"]["hypernet"]["cache"] == stage_dir.parent.name
+    assert "One-time stage `hypernet`" in (tmp_path / "out" / "hypernet" / "report.md").read_text()
+    # another configuration of the method: new runs, the same stage
+    second = main(_score_args(tmp_path, *hyper, "--name", "hypernet2", "--method_args",
+                              '["--model.init_args.weight_noise", "0.2"]'))
+    assert second is not None and second["timings"]["models_trained"] == N

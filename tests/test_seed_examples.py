@@ -66,7 +66,7 @@ def test_two_circles_example(tmp_path: Path) -> None:
     n = 8
     result = main(["--num-train", str(n), "--num-outliers", "2", "--widths", "4", "--depths", "1", "2",
                    "--epochs", "30", "--unlearn-epochs", "10", "--forget-top", "2",
-                   "--methods", "finetune", "neggrad_plus",
+                   "--methods", "finetune", "neggrad_plus", "discriminator",
                    "--out", str(tmp_path)])
     scores = result["influence"]
     assert all(len(v) == n for v in scores.values())
@@ -81,7 +81,7 @@ def test_two_circles_example(tmp_path: Path) -> None:
     # the two outliers (the last points) sit near the other class: removing one moves the model most
     assert top[0]["outlier"]
     assert set(sorted(range(n), key=scores["param_l2"].__getitem__)[-2:]) == {n - 2, n - 1}
-    assert set(result["unlearning"]) == {"original", "retrained", "finetune", "neggrad_plus"}
+    assert set(result["unlearning"]) == {"original", "retrained", "finetune", "neggrad_plus", "discriminator"}
     assert result["unlearning"]["retrained"]["boundary_disagreement"] == 0.0
     # Unlearning moves the boundary towards the retrained one (it does not just run).
     moved = [result["unlearning"][m]["boundary_disagreement"] for m in ("finetune", "neggrad_plus")]

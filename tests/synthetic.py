@@ -1,0 +1,45 @@
+"""The synthetic unlearning problem shared by the method tests (a fixture in conftest trains its
+original and oracle once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+from unlearning.data import SyntheticImageDataModule
+from unlearning.modules import Classifier, RetrainOracle
+from unlearning.nets import SmallCNN
+
+#: 16x16 images, so that it is fast: 2,000 training images, 15% of them (300) forgotten; 800 held
+#: out (400 val, 400 test). The original memorises its training set; the oracle, retrained without
+#: the forget set, does not know it. Measured: original forget acc 1.00, simple MIA 0.69, test acc
+#: 0.77; oracle 0.75, 0.57, 0.67; both retain acc 1.00.
+SYNTHETIC = dict(num_train=2000, num_heldout=800, signal=0.13, forget_fraction=0.15, image_size=16,
+                 batch_size=64, eval_batch_size=512)
+NUM_FORGET = 300
+
+
+def datamodule(**kw) -> SyntheticImageDataModule:
+    """The synthetic problem's data module (``kw`` overrides its settings)."""
+    return SyntheticImageDataModule(**{**SYNTHETIC, **kw})
+
+
+def trainer(tmp: Path, epochs: int, **kw) -> L.Trainer:
+    """A quiet CPU trainer without logger or progress bar."""
+    kw.setdefault("logger", False)
+    return L.Trainer(max_epochs=epochs, accelerator="cpu", default_root_dir=tmp, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, **kw)
+
+
+def train_models(out: Path) -> dict[str, Path]:
+    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each."""
+    paths = {}
+    for name, cls, seed in (("original", Classifier, 0), ("oracle", RetrainOracle, 1)):
+        L.seed_everything(seed)
+        module = cls(net=SmallCNN(width=8, hidden=64), lr=0.05, log_distributions=False)
+        t = trainer(out / name, 15, enable_checkpointing=False, limit_val_batches=0)
+        t.fit(module, datamodule())
+        paths[name] = out / f"{name}.ckpt"
+        t.save_checkpoint(paths[name])
+    return paths

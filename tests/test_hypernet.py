@@ -1,0 +1,150 @@
+"""Hypernetwork unlearning: the patched tail is the network's own, the hypernetwork's training
+never depends on the real forget set, a request costs one forward pass plus the declared
+refinement, and a hypernetwork is tied to its original."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from tests.synthetic import NUM_FORGET, datamodule, trainer
+from unlearning.methods import HypernetTrainer, HypernetUnlearn
+from unlearning.methods.hypernet import PatchedTail, RequestHypernet
+from unlearning.metrics import logit_scaled_confidence
+from unlearning.modules import load_net
+from unlearning.nets import MLP, KitResNet18, SmallCNN
+
+STAGE = {"patched_layers": 2, "rank": 8, "hidden": 64, "distill_weight": 3.0}
+
+
+def _train_stage(original: Path, tmp: Path, steps: int = 100, seed: int = 0, **data) -> HypernetTrainer:
+    L.seed_everything(seed)
+    module = HypernetTrainer(original=str(original), **STAGE)
+    trainer(tmp, -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule(**data))
+    return module
+
+
+@pytest.fixture(scope="module")
+def stage(synthetic_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("hypernet")
+    L.seed_everything(0)
+    module = HypernetTrainer(original=str(synthetic_models["original"]), **STAGE)
+    t = trainer(tmp, -1, max_steps=400, enable_checkpointing=False, limit_val_batches=0)
+    t.fit(module, datamodule())
+    t.save_checkpoint(tmp / "hypernet.ckpt")
+    return tmp / "hypernet.ckpt"
+
+
+@pytest.mark.parametrize("net, layers, x", [
+    (SmallCNN(width=4, hidden=16), 1, torch.randn(3, 3, 16, 16)),
+    (SmallCNN(width=4, hidden=16), 2, torch.randn(3, 3, 16, 16)),
+    (MLP(hidden=8, depth=2), 3, torch.randn(3, 2)),
+    (KitResNet18(), 1, torch.randn(2, 3, 32, 32)),
+], ids=["cnn-1", "cnn-2", "mlp-3", "resnet18-1"])
+def test_patched_tail_is_the_networks_own_last_layers(net: nn.Module, layers: int, x: torch.Tensor) -> None:
+    net.eval()
+    tail = PatchedTail(net, layers)
+    tail.check(x)  # the tail on the captured features gives the network's output
+    assert len(tail.linears) == layers
+    # deltas act exactly like editing the weights
+    deltas = [(0.1 * torch.randn(o, i), 0.1 * torch.randn(o)) for o, i in tail.shapes]
+    h = tail.features(x)
+    with torch.no_grad():
+        patched = tail.forward(h, deltas)
+        tail.merge(deltas)
+        torch.testing.assert_close(net(x), patched, rtol=1e-4, atol=1e-4)
+
+
+def test_a_network_that_does_more_after_its_last_layer_is_refused() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.fc(x)
+
+    with pytest.raises(ValueError, match="cannot be split off"):
+        PatchedTail(Scaled(), 1).check(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="has 1 linear layer"):
+        PatchedTail(Scaled(), 2)
+
+
+def test_an_untrained_hypernetwork_changes_nothing() -> None:
+    net = SmallCNN(width=4, hidden=16).eval()
+    tail = PatchedTail(net, 2)
+    hyper = RequestHypernet(tail.shapes, 10, rank=4, hidden=16)
+    x, y = torch.randn(5, 3, 16, 16), torch.randint(10, (5,))
+    h = tail.features(x)
+    logits, inputs = tail.forward(h, return_inputs=True)
+    for dw, db in hyper(h, y, logits, inputs):
+        assert not dw.any() and not db.any()
+
+
+def test_hypernetwork_training_does_not_depend_on_the_forget_set(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    """Same seed, same training data (retain and forget together), different forget specs: the
+    same weights. A different seed gives others (the check can fail)."""
+    original = synthetic_models["original"]
+    a = _train_stage(original, tmp_path, forget_fraction=0.15)
+    b = _train_stage(original, tmp_path, forget_fraction=0.3)
+    c = _train_stage(original, tmp_path, forget_classes=[3])
+    d = _train_stage(original, tmp_path, seed=1, forget_fraction=0.15)
+    for other in (b, c):
+        for (k, v), w in zip(a.hypernet.state_dict().items(), other.hypernet.state_dict().values()):
+            assert torch.equal(v, w), k
+    assert any(not torch.equal(v, w) for v, w in zip(a.hypernet.state_dict().values(), d.hypernet.state_dict().values()))
+    # the precomputation read the train and val streams, 2,000 + 400 images
+    assert a.cost["images_seen"] == 2000 + 400
+
+
+def _unlearn(original: Path, hypernet: Path, tmp: Path, steps: int, **kw) -> HypernetUnlearn:
+    L.seed_everything(0)
+    module = HypernetUnlearn(original=str(original), hypernet=str(hypernet), log_distributions=False, **kw)
+    calls = []
+    module.hypernet.register_forward_hook(lambda *_: calls.append(1))
+    trainer(tmp, -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule())
+    module.hypernet_calls = len(calls)
+    return module
+
+
+def test_a_request_costs_one_forward_pass_and_the_declared_refinement(
+    synthetic_models: dict[str, Path], stage: Path, tmp_path: Path
+) -> None:
+    m = _unlearn(synthetic_models["original"], stage, tmp_path, steps=3)
+    assert m.hypernet_calls == 1
+    # features of the 300 forget examples, then 3 refinement steps of a forget and a val batch of 64
+    assert m.cost["images_seen"] == NUM_FORGET + 3 * (64 + 64)
+    assert m.global_step == 3
+
+
+def test_the_deltas_alone_move_the_request_towards_unseen_outputs(
+    synthetic_models: dict[str, Path], stage: Path, tmp_path: Path
+) -> None:
+    """Without refinement (zero refinement loss, no weight decay), the patched model's confidence
+    on the real forget set falls towards the val examples', and outputs elsewhere barely change."""
+    m = _unlearn(synthetic_models["original"], stage, tmp_path, steps=1, refine_weight=0.0, distill_weight=0.0,
+                 weight_decay=0.0, momentum=0.0)
+    original, _ = load_net(synthetic_models["original"])
+    dm = datamodule()
+
+    def lsc(net: nn.Module, stream: str) -> float:
+        x, y, idx = dm.stream_source(stream)
+        with torch.no_grad():
+            return float(logit_scaled_confidence(net.eval()(dm.eval_transform(x[idx])), y[idx]).mean())
+
+    before, after, unseen = lsc(original, "forget"), lsc(m.net, "forget"), lsc(original, "val")
+    assert before - after > 0.25 * (before - unseen), (before, after, unseen)
+    assert abs(lsc(m.net, "val") - unseen) < 0.5 * (before - after)
+
+
+def test_a_hypernetwork_is_refused_for_another_original(synthetic_models: dict[str, Path], stage: Path) -> None:
+    with pytest.raises(ValueError, match="was trained for another original"):
+        HypernetUnlearn(original=str(synthetic_models["oracle"]), hypernet=str(stage))
+    with pytest.raises(ValueError, match="needs `hypernet`"):
+        HypernetUnlearn(original=str(synthetic_models["original"]))
+    with pytest.raises(ValueError, match="holds no hypernetwork"):
+        HypernetUnlearn(original=str(synthetic_models["original"]), hypernet=str(synthetic_models["original"]))
