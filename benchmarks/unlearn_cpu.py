@@ -52,7 +52,26 @@ def main() -> None:
         f"on {platform.machine()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
         f"{' (method checkpoints reused where they existed; train times are those recorded in them)' if args.reuse else ''}.\n\n"
     )
-    (out.with_suffix(".md")).write_text(header + table + "\n")
+    notes = ""
+    curves = Path("runs/cpu/unlearn/streaming/stream_curves.json")
+    if "streaming" in args.methods and curves.is_file():  # the stream's curves, request by request
+        import shutil
+
+        shutil.copy(curves, out.parent / "streaming_curves.json")
+        shutil.copy(curves.with_suffix(".png"), out.parent / "streaming_curves.png")
+        history = json.loads(curves.read_text())
+        first, last = history[0], history[-1]
+        notes = (
+            f"\nStreaming (`configs/cpu/unlearn/streaming.yaml`): {int(last['request'])} requests of "
+            f"{int(last['forgotten'] / max(1, last['request']))} forget examples, each handled on arrival, no retain "
+            f"set. Over the stream, accuracy on everything forgotten so far {first['forgotten_acc']:.3f} -> "
+            f"{last['forgotten_acc']:.3f} (oracle {last.get('oracle_forgotten_acc', float('nan')):.3f}), on a "
+            f"retain sample {first['retain_acc']:.3f} -> {last['retain_acc']:.3f}, on test {first['test_acc']:.3f} -> "
+            f"{last['test_acc']:.3f}; simple MIA (forgotten so far vs test) {first['simple_mia']:.3f} -> "
+            f"{last['simple_mia']:.3f} (oracle {last.get('oracle_simple_mia', float('nan')):.3f}). Curves after every "
+            "request: `streaming_curves.png`, `streaming_curves.json`.\n\n![streaming curves](streaming_curves.png)\n"
+        )
+    (out.with_suffix(".md")).write_text(header + table + "\n" + notes)
     (out.with_suffix(".json")).write_text(json.dumps({"rows": rows, "wall_s": wall, "torch": str(torch.__version__)}, indent=2))
     print(f"wrote {out}.md and {out}.json")
 
