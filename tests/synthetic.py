@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 
-from unlearning.data import SyntheticImageDataModule
+from unlearning.data import SyntheticImageDataModule, UnlearningDataModule
+from unlearning.data.sources import ImageArrays
 from unlearning.modules import Classifier, RetrainOracle
 from unlearning.nets import SmallCNN
 
@@ -43,3 +45,34 @@ def train_models(out: Path) -> dict[str, Path]:
         paths[name] = out / f"{name}.ckpt"
         t.save_checkpoint(paths[name])
     return paths
+
+
+class IndexedImages(UnlearningDataModule):
+    """Images that carry their identity: pixel (0, 0) holds the example's index (low byte in
+    channel 0, high byte in channel 1, each as ``byte / 255``) and whether it is held out
+    (channel 2); the rest is zero. Labels are ``index % 10``. For tests of which examples reach a
+    module (decode a batch with :func:`decode_indices`)."""
+
+    def __init__(self, num_train: int = 500, num_heldout: int = 200, **kwargs) -> None:
+        kwargs.setdefault("forget_fraction", 0.2)
+        kwargs.setdefault("batch_size", 32)
+        super().__init__(**kwargs)
+        self.num_train, self.num_heldout = num_train, num_heldout
+
+    @staticmethod
+    def _images(n: int, heldout: bool) -> torch.Tensor:
+        x = torch.zeros(n, 3, 16, 16)
+        i = torch.arange(n)
+        x[:, 0, 0, 0], x[:, 1, 0, 0], x[:, 2, 0, 0] = (i % 256) / 255, (i // 256) / 255, float(heldout)
+        return x
+
+    def load_arrays(self) -> ImageArrays:
+        return ImageArrays(self._images(self.num_train, False), torch.arange(self.num_train) % 10,
+                           self._images(self.num_heldout, True), torch.arange(self.num_heldout) % 10,
+                           tuple(str(c) for c in range(10)))
+
+
+def decode_indices(x: torch.Tensor) -> list[tuple[bool, int]]:
+    """``(held_out, index)`` of each image of an :class:`IndexedImages` batch."""
+    b = (x[:, :, 0, 0].detach().cpu() * 255).round().long()
+    return [(bool(h), int(lo + 256 * hi)) for lo, hi, h in b.tolist()]

@@ -39,7 +39,7 @@ def test_image_folder_source_on_real_cifar(shared_subset: Path, tmp_path: Path) 
     assert a.heldout_x.shape == (20, 3, 32, 32)
     assert a.train_y.tolist() == [i // 3 for i in range(30)]
     first = sorted((shared_subset / "train" / "bird").iterdir())[0]
-    expected = torch.from_numpy(np.asarray(Image.open(first).convert("RGB"))).permute(2, 0, 1)
+    expected = torch.from_numpy(np.array(Image.open(first).convert("RGB"))).permute(2, 0, 1)
     assert torch.equal(a.train_x[6], expected)
     cached = list(tmp_path.glob("imagefolder-*.pt"))
     assert len(cached) == 1
@@ -136,6 +136,61 @@ def test_tensor_loader_shards_cover_every_example_once(monkeypatch: pytest.Monke
         lens.append(len(first))
         assert not torch.equal(first, second)
     assert len(set(lens)) == 1
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_training_shards_are_disjoint_and_cover_every_example_once_per_pass(
+    world: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rank reads its own part of one seeded permutation: over the ranks, each example once
+    per pass (plus the few repeated to pad the shards to equal length, as DistributedSampler does)."""
+    import unlearning.data.loaders as loaders
+
+    n = 103
+    pad = (-n) % world  # 1 on 2 ranks, 2 on 3 ranks
+    x, y = torch.arange(n).float(), torch.arange(n)
+    ranks = []
+    for rank in range(world):
+        monkeypatch.setattr(loaders, "_rank_world", lambda r=rank: (r, world))
+        ranks.append(TensorLoader(x, y, torch.arange(n), batch_size=8, shuffle=True, seed=5))
+    passes = []
+    for _ in range(2):
+        seen = []
+        for rank, loader in enumerate(ranks):
+            monkeypatch.setattr(loaders, "_rank_world", lambda r=rank: (r, world))
+            seen.append([int(v) for _, yb in loader for v in yb])
+        flat = [v for part in seen for v in part]
+        assert sorted(set(flat)) == list(range(n))  # every example
+        assert len(flat) == n + pad and len({len(part) for part in seen}) == 1  # once, but the padding
+        passes.append(seen)
+    assert passes[0] != passes[1]  # a new permutation at every pass
+
+
+def test_decode_cache_notices_a_changed_file_of_the_same_size(tmp_path: Path) -> None:
+    """An image rewritten with other pixels but the same byte size (BMP files of one shape always
+    have one size) is decoded again, not served from the stale cache."""
+    import os
+
+    from PIL import Image
+
+    import unlearning.data.sources as sources
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in CIFAR10_CLASSES:
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / split / c / "0.bmp")
+    first = load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache")
+    target = tmp_path / "data" / "train" / "cat" / "0.bmp"
+    size, mtime = target.stat().st_size, target.stat().st_mtime_ns
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(target)
+    os.utime(target, ns=(mtime + 2_000_000_000, mtime + 2_000_000_000))  # a later write, as a real edit
+    assert target.stat().st_size == size
+    sources._LOADED.clear()
+    second = load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.pt"))) == 2, "the stale cache was used"
+    cat = CIFAR10_CLASSES.index("cat")
+    assert second.train_x[cat].sum() == 0 and first.train_x[cat].sum() > 0
 
 
 def test_synthetic_images_are_learnable_shapes() -> None:

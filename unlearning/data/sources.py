@@ -98,9 +98,12 @@ def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
         raise ValueError(f"image folder {str(root)!r} has no image under train/<class>/ or test/<class>/")
     # CIFAR-10's label order is not alphabetical: keep it when the folder holds exactly its classes.
     classes = list(CIFAR10_CLASSES) if set(train_classes) == set(CIFAR10_CLASSES) else train_classes
+    # keyed by every file's path, size and modification time: an edited file, even of the same
+    # size, gives a new cache (reading every byte of 60,000 files at each start would cost more)
     h = hashlib.sha1(str(root.resolve()).encode())
     for f in train_files + test_files:
-        h.update(f"{f.relative_to(root)}:{f.stat().st_size};".encode())
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
     cache = cache_dir / f"imagefolder-{h.hexdigest()[:16]}.pt"
     if cache.is_file():
         return _to_arrays(torch.load(cache, weights_only=True))
@@ -125,7 +128,8 @@ def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
 def _load_batches(batch_dir: Path, cache_dir: Path) -> ImageArrays:
     h = hashlib.sha1(str(batch_dir.resolve()).encode())
     for f in sorted(batch_dir.iterdir()):
-        h.update(f"{f.name}:{f.stat().st_size};".encode())
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
     cache = cache_dir / f"cifar10-batches-{h.hexdigest()[:16]}.pt"
     if cache.is_file():
         return _to_arrays(torch.load(cache, weights_only=True))

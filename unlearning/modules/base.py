@@ -5,16 +5,14 @@ It owns what all stages share, so that a stage only says how it trains:
 - evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
   over DDP ranks), per-example output statistics gathered from all ranks, the simple MIA and
   MIA-efficacy, and, when a reference (oracle) network is attached, the same for it plus the gaps;
-- cost accounting (training wall time without validation, images processed), stored in every
-  checkpoint so later stages can compare costs;
+- cost accounting (training wall time without validation, images processed; see
+  :mod:`unlearning.modules.cost`), stored in every checkpoint so later stages can compare costs;
 - TensorBoard distributions through :class:`~unlearning.callbacks.DistributionLogger`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.data.base import EVAL_STREAMS
 from unlearning.metrics import mia_efficacy, per_example_stats, simple_mia
+from unlearning.modules.cost import CostAccounting, CostClock, world_size
 from unlearning.nets import build_net, net_spec
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
@@ -97,17 +96,13 @@ def cli_net_spec(net: nn.Module, key: str = "net") -> dict[str, Any]:
     return net_spec(net)
 
 
-def _world(module: LightningModule) -> int:
-    return module.trainer.world_size if module._trainer is not None else 1
-
-
 def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
     """Gather a per-example tensor from every rank, restoring the single-process order.
 
     Evaluation shards are ``order[rank::world]`` (see :class:`~unlearning.data.TensorLoader`),
     so interleaving the shards gives back the order of a single-process run.
     """
-    world = _world(module)
+    world = world_size(module)
     if world == 1:
         return t
     n = torch.tensor([t.shape[0]], device=module.device)
@@ -121,31 +116,7 @@ def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class _CostClock(Callback):
-    """Times training (pre-passes in ``on_train_start`` included, validation excluded).
-
-    A callback rather than module hooks, so that subclasses overriding ``on_train_start`` and
-    friends cannot stop the clock; callback hooks run before the module's own.
-    """
-
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        pl_module._start_clock()
-
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        pl_module._start_clock()
-
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
-        pl_module._tick()
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.training:
-            pl_module._start_clock()
-
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        pl_module._tick()
-
-
-class EvaluatedModule(LightningModule):
+class EvaluatedModule(CostAccounting, LightningModule):
     """Base class: a network, evaluation against the split's streams, cost accounting.
 
     Subclasses set ``self.net`` (and optionally ``self.reference``, a frozen network evaluated
@@ -192,11 +163,10 @@ class EvaluatedModule(LightningModule):
         self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
         self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in EVAL_STREAMS})
         self.ref_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
-        self.cost: dict[str, float] = {"train_time_s": 0.0, "images_seen": 0}
+        self.init_cost()
         self.last_eval: dict[str, Any] = {}
         self._outputs: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._ref_cache: dict[tuple[str, int], torch.Tensor] = {}
-        self._clock: float | None = None
 
     # ---- network --------------------------------------------------------------------------
     def set_net(self, net: nn.Module, spec: dict[str, Any] | None = None) -> None:
@@ -211,14 +181,14 @@ class EvaluatedModule(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the network. While training, counts the images it sees (the cost)."""
         if self.training and self._trainer is not None and self.trainer.training:
-            self.cost["images_seen"] += int(x.shape[0]) * _world(self)
+            self.count_images(x.shape[0])
         return self.net(self.prepare_input(x))
 
     def configure_callbacks(self) -> list[Callback]:
         """The training clock, and the distribution logger (TensorBoard) unless disabled."""
         from unlearning.callbacks import DistributionLogger
 
-        return [_CostClock(), *([DistributionLogger()] if self.log_distributions else [])]
+        return [CostClock(), *([DistributionLogger()] if self.log_distributions else [])]
 
     # ---- data the module declared ---------------------------------------------------------
     def _declared_loader(self, name: str, train: bool, batch_size: int | None) -> Any:
@@ -257,34 +227,6 @@ class EvaluatedModule(LightningModule):
         while True:
             for x, y in loader:
                 yield x.to(self.device), y.to(self.device)
-
-    # ---- cost accounting ------------------------------------------------------------------
-    def _tick(self) -> None:
-        """Add the time since the clock was started to the cost and stop the clock."""
-        if self._clock is not None:
-            self.cost["train_time_s"] += time.perf_counter() - self._clock
-            self._clock = None
-
-    def _start_clock(self) -> None:
-        if self._clock is None:
-            self._clock = time.perf_counter()
-
-    @contextlib.contextmanager
-    def clock_paused(self) -> Iterator[None]:
-        """Leave the time spent inside this block out of the training cost (e.g. an evaluation
-        that a callback runs between training steps)."""
-        running = self._clock is not None
-        self._tick()
-        try:
-            yield
-        finally:
-            if running:
-                self._start_clock()
-
-    def count_images(self, n: int) -> None:
-        """Add ``n`` images (per rank) to the cost, for passes that do not go through
-        :meth:`forward` in training mode (a pre-pass through a frozen copy, say)."""
-        self.cost["images_seen"] += int(n) * _world(self)
 
     # ---- checkpoint metadata --------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
@@ -416,16 +358,6 @@ class EvaluatedModule(LightningModule):
             for k, v in scalars.items():
                 self.log(f"{prefix}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
         self.last_eval = {"prefix": prefix, "scalars": scalars, "outputs": outputs}
-
-    def cost_scalars(self) -> dict[str, float]:
-        """Cost of the training so far: ``cost_time_s`` (wall time without validation),
-        ``cost_images`` (images processed) and, when the reference's cost is known, their
-        fractions of it (``cost_time_fraction``, ``cost_images_fraction``)."""
-        out = {"cost_time_s": float(self.cost["train_time_s"]), "cost_images": float(self.cost["images_seen"])}
-        for key, name in (("train_time_s", "cost_time_fraction"), ("images_seen", "cost_images_fraction")):
-            if self.reference_cost.get(key):
-                out[name] = float(self.cost[key]) / float(self.reference_cost[key])
-        return out
 
     def on_validation_epoch_end(self) -> None:
         """Log accuracies, losses, attacks and gaps as ``val/...``."""

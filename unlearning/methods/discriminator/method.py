@@ -36,8 +36,10 @@ non-member side of the game and the distillation data); never ``test``. The reta
 alone (the seed's "proxy" when the retain set is unavailable).
 
 Cost: per step three forward passes of the model (retain, forget, val), one of the frozen
-original (val), and one backward; the discriminator's cost is negligible (an MLP on ``C + 3``
-features).
+original (val, when distilling), and one backward; the discriminator's cost is negligible (an MLP on
+``C + 3`` features). Smaller forget and val batches (``forget_batch_size``, ``val_batch_size``)
+make a step cheaper. Lightning counts the steps of both optimisers, so ``max_steps`` is twice the
+number of batches: bound a run by ``max_epochs`` and ``limit_train_batches`` instead.
 
 Run-to-run randomness (what the competition's metric needs, see DESIGN.md section 4): the seeded
 order of the retain, forget and val batches, the discriminator's random initialisation and

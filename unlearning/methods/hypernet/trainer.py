@@ -134,9 +134,9 @@ class HypernetTrainer(EvaluatedModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """The cost clock only (there is no classifier output to histogram)."""
-        from unlearning.modules.base import _CostClock
+        from unlearning.modules.cost import CostClock
 
-        return [_CostClock()]
+        return [CostClock()]
 
     def configure_optimizers(self) -> Any:
         """AdamW over the hypernetwork's parameters."""
