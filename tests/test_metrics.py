@@ -38,3 +38,62 @@ def test_mia_efficacy_counts_targets_called_non_members() -> None:
     assert mia_efficacy(retain, test, rng.uniform(0.9, 1.0, 300)) < 0.05  # still remembered
     half = np.concatenate([rng.uniform(0.0, 0.6, 150), rng.uniform(0.9, 1.0, 150)])
     assert abs(mia_efficacy(retain, test, half) - 0.5) < 0.05
+
+
+def _klom_by_loop(p: np.ndarray, q: np.ndarray) -> float:
+    """One example's KLOM as DESIGN.md section 4 states it, with numpy's histogram and scipy."""
+    from scipy.stats import entropy
+
+    p, q = np.clip(p, -100, 100), np.clip(q, -100, 100)
+    lo, hi = min(p.min(), q.min()), max(p.max(), q.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    hp = np.histogram(p, bins=20, range=(lo, hi))[0] / p.size
+    hq = np.histogram(q, bins=20, range=(lo, hi))[0] / q.size
+    hq = np.where(hp > 0, np.maximum(hq, 1e-5), hq)
+    return float(entropy(hp, hq))  # renormalises both, natural log
+
+
+def test_klom_matches_a_loop_over_examples() -> None:
+    from unlearning.metrics.klom import klom
+
+    rng = np.random.default_rng(0)
+    oracle = rng.normal(0, 2, (200, 64))
+    unlearned = np.concatenate([rng.normal(0, 2, (100, 64)), rng.normal(3, 0.5, (100, 64))])
+    unlearned[5] = oracle[5]  # identical samples: 0
+    unlearned[6, :] = 150.0  # clipped to 100
+    oracle[7, :], unlearned[7, :] = 2.0, 2.0  # one constant: 0
+    got = klom(oracle, unlearned)
+    want = np.array([_klom_by_loop(oracle[i], unlearned[i]) for i in range(200)])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got[5] == 0.0 and got[7] == 0.0 and got[100:].mean() > 5 * got[:100].mean()  # measured 6.9 vs 0.67
+
+
+def test_predictive_attack_sees_the_shape_of_the_output_that_the_loss_hides() -> None:
+    """Members and non-members with the same loss distribution but differently shaped probability
+    vectors: the loss-only attack is at chance, the predictive-distribution attack is not."""
+    from unlearning.metrics.mia import predictive_mia
+
+    rng = np.random.default_rng(1)
+    n, c = 600, 10
+
+    def features(concentrated: bool) -> tuple[np.ndarray, np.ndarray]:
+        loss = rng.exponential(1.0, n)
+        p_true = np.exp(-loss)
+        rest = 1 - p_true
+        # the remaining mass on one class (members) or spread evenly (non-members)
+        others = np.zeros((n, c - 1))
+        if concentrated:
+            others[:, 0] = rest
+        else:
+            others[:] = (rest / (c - 1))[:, None]
+        probs = np.sort(np.concatenate([p_true[:, None], others], 1), axis=1)[:, ::-1]
+        entropy = -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
+        lsc = np.log(p_true) - np.log(np.clip(rest, 1e-12, None))
+        return np.column_stack([lsc, loss, entropy, probs]), loss
+
+    (fm, lm), (fn, ln) = features(True), features(False)
+    assert abs(simple_mia(lm, ln) - 0.5) < 0.06
+    assert predictive_mia(fm, fn) > 0.8
+    same, _ = features(False)
+    assert abs(predictive_mia(same, fn) - 0.5) < 0.08

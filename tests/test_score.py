@@ -83,13 +83,13 @@ def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, m
 def test_killed_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cmd = [sys.executable, "-m", "unlearning", *_score_args(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while len(_seed_dirs(tmp_path / "cache")) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+    try:  # killed as soon as 3 models are complete (however slow the machine; pytest-timeout guards a hang)
+        while len(_seed_dirs(tmp_path / "cache")) < 3 and proc.poll() is None:
+            time.sleep(0.02)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     finished = _seed_dirs(tmp_path / "cache")
     assert 3 <= len(finished) < 10, "the run should have been killed mid-way"
     for d in finished:  # a seed folder exists only once complete
@@ -137,7 +137,8 @@ def test_bad_input_on_the_command_line_is_one_line_exit_2(tmp_path: Path) -> Non
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
-def _fake_run(cache: RecipeCache, seed: int, lsc: np.ndarray, retain: float, test: float, cost: float) -> None:
+def _fake_run(cache: RecipeCache, seed: int, lsc: np.ndarray, retain: float, test: float, cost: float,
+              digest: str = "same") -> None:
     with cache.writing(seed) as tmp:
         np.save(tmp / "forget_lsc.npy", lsc)
         record = {
@@ -145,7 +146,7 @@ def _fake_run(cache: RecipeCache, seed: int, lsc: np.ndarray, retain: float, tes
             "metrics": {"retain_acc": retain, "test_acc": test, "forget_acc": 0.5, "simple_mia": 0.5,
                         "mia_efficacy": 0.5},
             "cost": {"train_time_s": cost, "images_seen": 100.0 * cost},
-            "forget_index_digest": "same",
+            "forget_index_digest": digest,
         }
         (tmp / "record.json").write_text(json.dumps(record))
 
@@ -235,3 +236,130 @@ def test_an_amortised_stage_is_trained_once_per_original(tmp_path: Path, monkeyp
     second = main(_score_args(tmp_path, *hyper, "--name", "hypernet2", "--method_args",
                               '["--model.init_args.weight_noise", "0.2"]'))
     assert second is not None and second["timings"]["models_trained"] == N
+
+
+def test_a_cache_mixing_forget_sets_is_refused(tmp_path: Path) -> None:
+    """Models tested on different forget sets cannot be compared example by example."""
+    n, e = 2, 5
+    oracles, methods = RecipeCache(tmp_path, "oracle", {"r": 1}), RecipeCache(tmp_path, "method", {"m": 1})
+    for s in range(2 * n):
+        _fake_run(oracles, s, np.zeros(e), 0.9, 0.8, 1.0, digest="other" if s == 3 else "same")
+    for s in range(n):
+        _fake_run(methods, s, np.zeros(e), 0.9, 0.8, 1.0)
+    runs = [oracles.get(s) for s in range(2 * n)], [methods.get(s) for s in range(n)]
+    with pytest.raises(ValueError, match="not all tested on the same forget set"):
+        _score(*runs, n, 0.2)
+    _fake_run(oracles, 3, np.zeros(e), 0.9, 0.8, 1.0)  # the same seed written again: kept, not replaced
+    with pytest.raises(ValueError, match="not all tested on the same forget set"):
+        _score([oracles.get(s) for s in range(2 * n)], runs[1], n, 0.2)
+
+
+#: a recipe as ``unlearning score`` builds it: a stage config, extra arguments and the data section
+RECIPE = {
+    "model": {"class_path": "Finetune", "init_args": {"lr": 0.1, "original": "a.ckpt", "oracle": "b.ckpt",
+                                                     "log_distributions": True, "oracle_train_time_s": 3.0}},
+    "trainer": {"max_epochs": 2, "logger": {"class_path": "TensorBoardLogger"}, "enable_progress_bar": True,
+                "accelerator": "auto", "devices": 1, "callbacks": [], "log_every_n_steps": 20,
+                "check_val_every_n_epoch": 1, "enable_checkpointing": True},
+}
+DATA = {"class_path": "CIFAR10DataModule", "init_args": {"root": "/data/a", "cache_dir": None, "train_subset": 4000,
+                                                         "forget_fraction": 0.1, "split_seed": 0, "batch_size": 128,
+                                                         "augment": False, "num_workers": 0}}
+
+
+def _key(changes: dict[str, object]) -> str:
+    """The cache key of RECIPE/DATA with dotted ``changes`` (``args`` for the extra arguments)."""
+    import copy
+
+    from unlearning.scoring.cache import recipe_key
+    from unlearning.scoring.runs import stage_recipe
+
+    cfg, data, args = copy.deepcopy(RECIPE), copy.deepcopy(DATA), []
+    for path, value in changes.items():
+        if path == "args":
+            args = list(value)
+            continue
+        root, *keys = path.split(".")
+        node = data if root == "data" else cfg[root]
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    return recipe_key(stage_recipe(cfg, args, data))
+
+
+@pytest.mark.parametrize("change", [
+    {"model.class_path": "SCRUB"}, {"model.init_args.lr": 0.2}, {"model.init_args.weight_decay": 0.0},
+    {"trainer.max_epochs": 3}, {"trainer.max_steps": 10}, {"trainer.limit_train_batches": 5},
+    {"trainer.precision": "bf16-mixed"}, {"trainer.gradient_clip_val": 1.0},
+    {"data.class_path": "SyntheticImageDataModule"}, {"data.init_args.forget_fraction": 0.2},
+    {"data.init_args.split_seed": 1}, {"data.init_args.train_subset": 3000}, {"data.init_args.batch_size": 64},
+    {"data.init_args.augment": True}, {"data.init_args.forget_classes": ["cat"]},
+    {"args": ["--trainer.max_epochs", "1"]},
+], ids=lambda c: next(iter(c)))
+def test_every_field_that_changes_a_model_changes_its_key(change: dict) -> None:
+    assert _key(change) != _key({})
+
+
+@pytest.mark.parametrize("change", [
+    {"model.init_args.original": "c.ckpt"}, {"model.init_args.oracle": None}, {"model.init_args.log_distributions": False},
+    {"model.init_args.oracle_train_time_s": 9.0}, {"trainer.logger": False}, {"trainer.enable_progress_bar": False},
+    {"trainer.accelerator": "cpu"}, {"trainer.devices": 2}, {"trainer.callbacks": [{"class_path": "X"}]},
+    {"trainer.log_every_n_steps": 1}, {"trainer.check_val_every_n_epoch": 5}, {"trainer.enable_checkpointing": False},
+    {"data.init_args.root": "/elsewhere"}, {"data.init_args.cache_dir": "/tmp/c"}, {"data.init_args.num_workers": 4},
+], ids=lambda c: next(iter(c)))
+def test_cosmetic_fields_do_not_change_the_key(change: dict) -> None:
+    assert _key(change) == _key({})
+
+
+def test_a_method_run_is_keyed_by_its_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another original (here: a checkpoint given by path): the oracles are reused, the method's
+    runs are not."""
+    monkeypatch.chdir(REPO)
+    first = main(_score_args(tmp_path, "--n_models", "2"))
+    assert first is not None and first["timings"]["models_trained"] == 1 + 4 + 2
+    other = sorted((tmp_path / "cache").glob("oracle-*/seed-0000/model.ckpt"))[0]
+    second = main(_score_args(tmp_path, "--n_models", "2", "--original", str(other)))
+    assert second is not None and second["timings"]["models_trained"] == 2
+    assert second["cache"]["method"] != first["cache"]["method"] and second["cache"]["oracle"] == first["cache"]["oracle"]
+    assert main(_score_args(tmp_path, "--n_models", "2", "--original", str(other)))["timings"]["models_trained"] == 0
+
+
+def test_klom_from_the_cached_margins_and_old_entries_are_completed_not_retrained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unlearning.metrics.klom import klom
+
+    monkeypatch.chdir(REPO)
+    first = main(_score_args(tmp_path))
+    cache = tmp_path / "cache"
+    runs = sorted(cache.glob("method-*/seed-*")) + sorted(cache.glob("oracle-*/seed-*"))
+    for group, name in (("retain", "retain_lsc.npy"), ("heldout", "heldout_lsc.npy")):
+        o = np.stack([np.load(d / name) for d in sorted(cache.glob("oracle-*/seed-*"))[:N]], axis=1)
+        u = np.stack([np.load(d / name) for d in sorted(cache.glob("method-*/seed-*"))], axis=1)
+        assert first["klom"][group]["mean"] == pytest.approx(float(klom(o, u).mean()))
+    assert first["klom"]["forget"]["examples"] == 20 and first["klom"]["heldout"]["examples"] == 100
+    # the predictive attack is in every run's record and summarised
+    records = [json.loads((d / "record.json").read_text()) for d in runs]
+    pred = [r["metrics"]["predictive_mia"] for r in records[:N]]
+    assert first["unlearned"]["predictive_mia"]["mean"] == pytest.approx(float(np.mean(pred)))
+    # entries cached before the margins and the attack were kept: they are computed again, the
+    # model is not retrained, and the metrics the entry had keep their values
+    saved = {d: (np.load(d / "retain_lsc.npy"), np.load(d / "heldout_lsc.npy")) for d in runs[:2]}
+    kept = {}
+    for d in saved:
+        (d / "retain_lsc.npy").unlink()
+        (d / "heldout_lsc.npy").unlink()
+    for d in runs[2:4]:
+        rec = json.loads((d / "record.json").read_text())
+        kept[d] = rec["metrics"].pop("predictive_mia")
+        rec["metrics"]["simple_mia"] = 0.123  # a value the completion must not touch
+        (d / "record.json").write_text(json.dumps(rec))
+    again = main(_score_args(tmp_path))
+    for d, value in kept.items():
+        metrics = json.loads((d / "record.json").read_text())["metrics"]
+        assert metrics["predictive_mia"] == pytest.approx(value, abs=1e-9) and metrics["simple_mia"] == 0.123
+    assert again["timings"]["models_trained"] == 0
+    for d, (retain, heldout) in saved.items():
+        np.testing.assert_allclose(np.load(d / "retain_lsc.npy"), retain, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.load(d / "heldout_lsc.npy"), heldout, rtol=1e-5, atol=1e-5)
+    assert again["klom"]["retain"]["mean"] == pytest.approx(first["klom"]["retain"]["mean"], rel=1e-4)

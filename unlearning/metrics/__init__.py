@@ -1,7 +1,8 @@
-"""Metrics: per-example output statistics, membership-inference attacks, forgetting quality."""
+"""Metrics: per-example output statistics, membership-inference attacks, forgetting quality, KLOM."""
 
 from unlearning.metrics.forgetting import final_score, forgetting_points, forgetting_quality, per_example_epsilon
-from unlearning.metrics.mia import mia_efficacy, simple_mia
+from unlearning.metrics.klom import klom
+from unlearning.metrics.mia import mia_efficacy, predictive_mia, simple_mia
 from unlearning.metrics.outputs import attack_features, logit_scaled_confidence, per_example_stats
 
 __all__ = [
@@ -9,9 +10,11 @@ __all__ = [
     "final_score",
     "forgetting_points",
     "forgetting_quality",
+    "klom",
     "logit_scaled_confidence",
     "mia_efficacy",
     "per_example_epsilon",
     "per_example_stats",
+    "predictive_mia",
     "simple_mia",
 ]

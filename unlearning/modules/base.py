@@ -3,8 +3,8 @@
 It owns what all stages share, so that a stage only says how it trains:
 - the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint;
 - evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
-  over DDP ranks), per-example output statistics gathered from all ranks, the simple MIA and
-  MIA-efficacy, and, when a reference (oracle) network is attached, the same for it plus the gaps;
+  over DDP ranks), per-example output statistics gathered from all ranks, the simple MIA,
+  MIA-efficacy and, at test time, the predictive-distribution attack, and, when a reference (oracle) network is attached, the same for it plus the gaps;
 - cost accounting (training wall time without validation, images processed; see
   :mod:`unlearning.modules.cost`), stored in every checkpoint so later stages can compare costs;
 - TensorBoard distributions through :class:`~unlearning.callbacks.DistributionLogger`.
@@ -27,7 +27,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.data.base import EVAL_STREAMS
-from unlearning.metrics import mia_efficacy, per_example_stats, simple_mia
+from unlearning.metrics import attack_features, mia_efficacy, per_example_stats, predictive_mia, simple_mia
 from unlearning.modules.cost import CostAccounting, CostClock, world_size
 from unlearning.nets import build_net, net_spec
 
@@ -94,6 +94,11 @@ def cli_net_spec(net: nn.Module, key: str = "net") -> dict[str, Any]:
         if given["class_path"] in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
             return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(given.get("init_args") or {})}
     return net_spec(net)
+
+
+def _predictive_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> float:
+    """The predictive-distribution attack as every evaluation runs it: 5 splits."""
+    return predictive_mia(members, nonmembers, n_splits=5, seed=seed)
 
 
 def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
@@ -299,6 +304,8 @@ class EvaluatedModule(CostAccounting, LightningModule):
         store = self._outputs.setdefault(stream, defaultdict(list))
         for k, v in stats.items():
             store[k].append(v.detach())
+        if stream in ("forget", "test") and not self.trainer.sanity_checking:  # what the predictive attack reads
+            store["features"].append(attack_features(logits, y).detach())
         if self.reference is not None:
             ref = self._reference_logits(stream, batch_idx, x)
             self.ref_acc[stream].update(ref, y)
@@ -341,6 +348,8 @@ class EvaluatedModule(CostAccounting, LightningModule):
         f, t, r = outputs.get("forget"), outputs.get("test"), outputs.get("retain")
         if f is not None and t is not None:
             scalars["simple_mia"] = self._attack(simple_mia, f["loss"], t["loss"])
+            if prefix == "test":  # a few seconds per evaluation on CPU: at test time only
+                scalars["predictive_mia"] = self._attack(_predictive_attack, f["features"], t["features"])
             if r is not None:
                 scalars["mia_efficacy"] = self._attack(mia_efficacy, r["confidence"], t["confidence"], f["confidence"])
             if self.reference is not None:

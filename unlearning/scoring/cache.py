@@ -6,6 +6,8 @@ Layout::
     <cache_dir>/<kind>-<key>/seed-0007/model.ckpt  the trained model (weights and metadata)
     <cache_dir>/<kind>-<key>/seed-0007/record.json its test metrics and cost
     <cache_dir>/<kind>-<key>/seed-0007/forget_lsc.npy  logit-scaled confidence of each forget example
+    <cache_dir>/<kind>-<key>/seed-0007/retain_lsc.npy, heldout_lsc.npy  the same on a retain sample and
+                                                   on the held-out (test) examples (KLOM)
 
 A seed's folder is filled under a temporary name and renamed into place once everything in it is
 written: a folder with the final name is always complete, so a killed run leaves only temporary
@@ -32,11 +34,13 @@ import numpy as np
 
 from unlearning.utils import atomic_path
 
-__all__ = ["CachedRun", "RecipeCache", "recipe_key", "write_json_atomic"]
+__all__ = ["MARGIN_FILES", "CachedRun", "RecipeCache", "recipe_key", "write_json_atomic"]
 
 MODEL_FILE = "model.ckpt"
 RECORD_FILE = "record.json"
 LSC_FILE = "forget_lsc.npy"
+#: the margins (logit-scaled confidences) a cached model keeps, by group of examples
+MARGIN_FILES = {"forget": LSC_FILE, "retain": "retain_lsc.npy", "heldout": "heldout_lsc.npy"}
 _TMP_PREFIX = ".tmp-"
 
 
@@ -81,6 +85,15 @@ class CachedRun:
     def forget_lsc(self) -> np.ndarray:
         """Logit-scaled confidence of every forget example, in the split's forget order."""
         return np.load(self.path / LSC_FILE)
+
+    def margins(self, group: str) -> np.ndarray:
+        """Logit-scaled confidences of a group of examples (``forget``, ``retain``: the fixed
+        retain sample, ``heldout``: the test examples), in a fixed order."""
+        return np.load(self.path / MARGIN_FILES[group])
+
+    def has_margins(self) -> bool:
+        """Whether every group's margins are stored (entries cached before KLOM lack some)."""
+        return all((self.path / f).is_file() for f in MARGIN_FILES.values())
 
 
 class RecipeCache:

@@ -20,7 +20,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from unlearning.scoring.cache import LSC_FILE, MODEL_FILE, RECORD_FILE, file_digest, now
+from unlearning.scoring.cache import (
+    LSC_FILE,
+    MARGIN_FILES,
+    MODEL_FILE,
+    RECORD_FILE,
+    CachedRun,
+    file_digest,
+    now,
+    write_json_atomic,
+)
+from unlearning.utils import atomic_path
 
 __all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
 
@@ -140,6 +150,7 @@ def train_cached_model(
     forget_index = dm.split.forget.cpu().numpy()
     trainer.save_checkpoint(dest / MODEL_FILE, weights_only=True)
     np.save(dest / LSC_FILE, lsc)
+    _save_margins(dest, evaluation["outputs"])
     import lightning
     import torch
 
@@ -156,6 +167,57 @@ def train_cached_model(
     }
     (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
+
+
+def _save_margins(dest: Path, outputs: dict[str, dict[str, np.ndarray]]) -> None:
+    """The retain-sample and held-out margins of an evaluation, beside the forget ones."""
+    for group, stream in (("retain", "retain"), ("heldout", "test")):
+        with atomic_path(dest / MARGIN_FILES[group]) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(outputs[stream]["lsc"], dtype=np.float64))
+
+
+#: per-run metrics added after the first cache entries were written: completed, not retrained
+COMPLETED_METRICS = ("predictive_mia",)
+
+
+def needs_completion(run: CachedRun) -> bool:
+    """Whether a cached evaluated model lacks margins or metrics that later versions keep."""
+    metrics = run.record().get("metrics") or {}
+    return bool(metrics) and (not run.has_margins() or any(k not in metrics for k in COMPLETED_METRICS))
+
+
+def complete_evaluation(run: CachedRun, data: dict[str, Any]) -> None:
+    """Evaluate a cached model once more on the score's data and store what its entry lacks (the
+    retain and held-out margins, the metrics of :data:`COMPLETED_METRICS`): the model is not
+    retrained, and the metrics it has keep their values."""
+    import importlib
+
+    import lightning as L
+
+    import unlearning.data
+    from unlearning.modules.base import load_checkpoint_meta
+
+    meta = load_checkpoint_meta(run.checkpoint)
+    module_path, _, cls_name = meta["module"].rpartition(".")
+    cls = getattr(importlib.import_module(module_path), cls_name)
+    path = str(data["class_path"])
+    if "." in path:
+        data_cls = getattr(importlib.import_module(path.rpartition(".")[0]), path.rpartition(".")[2])
+    else:
+        data_cls = getattr(unlearning.data, path)
+    with _quiet():
+        module = cls.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True)
+        module.log_distributions = False
+        dm = data_cls(**dict(data.get("init_args") or {}))
+        dm.eval_streams = SCORE_STREAMS
+        trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=str(run.path))
+        trainer.test(module, datamodule=dm, verbose=False)
+    _save_margins(run.path, module.last_eval["outputs"])
+    record = run.record()
+    scalars = module.last_eval["scalars"]
+    record["metrics"].update({k: float(scalars[k]) for k in COMPLETED_METRICS if k in scalars and k not in record["metrics"]})
+    write_json_atomic(run.path / RECORD_FILE, record)
 
 
 def _write_stage(trainer: Any, module: Any, config: str | Path, seed: int, dest: Path, t0: float) -> dict[str, Any]:

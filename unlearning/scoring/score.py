@@ -26,14 +26,22 @@ from typing import Any
 import numpy as np
 
 from unlearning.metrics.forgetting import final_score, forgetting_points, per_example_epsilon
+from unlearning.metrics.klom import klom
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
-from unlearning.scoring.runs import checkpoint_identity, load_stage_config, stage_recipe, train_cached_model
+from unlearning.scoring.runs import (
+    checkpoint_identity,
+    complete_evaluation,
+    load_stage_config,
+    needs_completion,
+    stage_recipe,
+    train_cached_model,
+)
 
 __all__ = ["RUN_METRICS", "json_ready", "parse_seed_range", "run_score", "summarise"]
 
 #: per-run metrics summarised over the N runs (mean, std, min, max)
 RUN_METRICS = (
-    "retain_acc", "forget_acc", "test_acc", "simple_mia", "mia_efficacy",
+    "retain_acc", "forget_acc", "test_acc", "simple_mia", "predictive_mia", "mia_efficacy",
     "cost_time_s", "cost_time_fraction", "cost_images_fraction",
 )
 
@@ -234,6 +242,9 @@ def run_score(
               f"(this process trained {len(trained)}); run again without --seeds once every shard is done")
         return None
 
+    # entries cached before the margins and the predictive attack were kept: evaluate them once more
+    for run in (r for r in (*oracle_runs, *method_runs) if r is not None and needs_completion(r)):
+        complete_evaluation(run, data)
     result = _score(
         [r for r in oracle_runs if r is not None], [r for r in method_runs if r is not None], n_models, cost_limit
     )
@@ -332,6 +343,14 @@ def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, c
     def mean_metric(recs: list[dict[str, Any]], key: str) -> float:
         return float(np.mean([rec["metrics"][key] for rec in recs]))
 
+    klom_summary = {}
+    if all(r.has_margins() for r in (*oracle_runs, *method_runs)):
+        for group in ("forget", "retain", "heldout"):
+            o = np.stack([r.margins(group) for r in oracle_runs], axis=1)
+            u = np.stack([r.margins(group) for r in method_runs], axis=1)
+            k, k_ceiling = klom(o[:, :n], u), klom(o[:, :n], o[:, n:])
+            klom_summary[group] = {"mean": float(k.mean()), "median": float(np.median(k)),
+                                   "ceiling_mean": float(k_ceiling.mean()), "examples": int(k.size)}
     first, second = oracle_recs[:n], oracle_recs[n:]
     ra_u, ra_r, ra_r2 = (mean_metric(x, "retain_acc") for x in (method_recs, first, second))
     ta_u, ta_r, ta_r2 = (mean_metric(x, "test_acc") for x in (method_recs, first, second))
@@ -358,6 +377,7 @@ def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, c
         },
         "cost_limit": cost_limit,
         "over_cost_limit": bool(mean_cost > cost_limit),
+        "klom": klom_summary,
         "epsilon": _eps_summary(eps, n),
         "epsilon_ceiling": _eps_summary(eps_ceiling, n),
         "timings": {"epsilon_s": epsilon_s},
