@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from unlearning.pipeline import COLUMNS, markdown_table, run_comparison
+from unlearning.pipeline import run_comparison
+from unlearning.tables import COLUMNS, markdown_table
 
 
 def main() -> None:

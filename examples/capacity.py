@@ -36,12 +36,10 @@ from unlearning.pipeline import (
     evaluate_with_outputs,
     evaluation_setup,
     fit_stage,
-    markdown_table,
     pooled_accuracy,
-    require_positive,
-    run_script,
-    script_parser,
 )
+from unlearning.scripts import require_positive, run_script, script_parser
+from unlearning.tables import markdown_table
 
 matplotlib.use("Agg")
 

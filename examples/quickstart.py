@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unlearning.pipeline import markdown_table, run_comparison
+from unlearning.pipeline import run_comparison
+from unlearning.tables import markdown_table
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

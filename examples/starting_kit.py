@@ -34,16 +34,13 @@ import torch
 
 from unlearning.callbacks import FigureWriter, histogram_panels
 from unlearning.pipeline import (
-    COLUMNS,
     evaluate_with_outputs,
     evaluation_setup,
     fit_stage,
-    markdown_table,
     pooled_accuracy,
-    require_positive,
-    run_script,
-    script_parser,
 )
+from unlearning.scripts import require_positive, run_script, script_parser
+from unlearning.tables import COLUMNS, markdown_table
 
 matplotlib.use("Agg")
 

@@ -42,10 +42,8 @@ from unlearning.pipeline import (
     evaluation_setup,
     fit_stage,
     pooled_accuracy,
-    require_positive,
-    run_script,
-    script_parser,
 )
+from unlearning.scripts import require_positive, run_script, script_parser
 
 matplotlib.use("Agg")
 

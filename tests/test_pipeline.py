@@ -7,14 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unlearning.pipeline import (
-    evaluate_with_outputs,
-    evaluation_setup,
-    pooled_accuracy,
-    require_positive,
-    run_script,
-    script_parser,
-)
+from unlearning.pipeline import evaluate_with_outputs, evaluation_setup, pooled_accuracy
+from unlearning.scripts import require_positive, run_script, script_parser
 
 
 def test_evaluate_with_outputs_matches_the_metrics(tiny_cifar: Path, tiny_checkpoints: dict[str, Path]) -> None:
@@ -23,11 +17,26 @@ def test_evaluate_with_outputs_matches_the_metrics(tiny_cifar: Path, tiny_checkp
     setup = evaluation_setup("configs/cpu/original.yaml", overrides)
     metrics, outputs = evaluate_with_outputs(tiny_checkpoints["original"], "configs/cpu/original.yaml",
                                              oracle=tiny_checkpoints["oracle"], setup=setup)
-    split = setup[1].split
+    dm = setup[1]
+    split = dm.split
     assert len(outputs["forget"]["loss"]) == len(split.forget) and len(outputs["test"]["loss"]) == len(split.test)
-    for stream in ("retain", "forget", "val", "test"):
-        assert np.isclose(np.mean(outputs[stream]["loss"]), metrics[f"{stream}_loss"], rtol=1e-4)
-        assert np.allclose(outputs[stream]["confidence"], np.exp(-outputs[stream]["loss"]), rtol=1e-4)
+    # a second code path: the network applied by hand to the split's images, cross-entropy by torch
+    import torch
+    import torch.nn.functional as F
+
+    from unlearning.modules import load_net
+
+    net, _ = load_net(tiny_checkpoints["original"])
+    for stream, x_all, y_all in (("forget", dm.arrays.train_x, dm.arrays.train_y),
+                                 ("test", dm.arrays.heldout_x, dm.arrays.heldout_y)):
+        idx = getattr(split, stream)
+        with torch.no_grad():
+            logits = net(dm.eval_transform(x_all[idx]))
+        losses = F.cross_entropy(logits, y_all[idx], reduction="none").numpy()
+        assert np.allclose(np.sort(outputs[stream]["loss"]), np.sort(losses), rtol=1e-4, atol=1e-5)
+        assert np.isclose(metrics[f"{stream}_loss"], losses.mean(), rtol=1e-4)
+        assert np.isclose(metrics[f"{stream}_acc"], float((logits.argmax(1) == y_all[idx]).float().mean()))
+        assert np.allclose(np.sort(outputs[stream]["confidence"]), np.sort(np.exp(-losses)), rtol=1e-4)
     assert "ref_loss" in outputs["forget"] and "oracle_forget_acc" in metrics
 
 

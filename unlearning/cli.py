@@ -2,7 +2,9 @@
 
 ``unlearning fit|validate|test|predict -c FILE`` with any ``LightningModule`` /
 ``LightningDataModule`` subclass selected by ``class_path`` (short names for the project's own),
-and ``unlearning score -c FILE`` (see :mod:`unlearning.scoring`).
+and the project's own subcommands: ``unlearning score -c FILE`` (one method's forgetting score),
+``unlearning leaderboard -c FILE`` (many methods side by side) and ``unlearning tune -c FILE``
+(a method's hyperparameters searched with Optuna), see :mod:`unlearning.scoring`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 import unlearning
 import unlearning.data
 import unlearning.methods
-import unlearning.modules  # noqa: F401 - imported so that short class names resolve
+import unlearning.modules
 
-__all__ = ["UnlearningCLI", "main", "run"]
+__all__ = ["OWN_SUBCOMMANDS", "UnlearningCLI", "main", "run"]
+
+#: the project's subcommands beside LightningCLI's: name -> "module:function(argv)"
+OWN_SUBCOMMANDS = {
+    "score": "unlearning.scoring.cli:main",
+    "leaderboard": "unlearning.scoring.cli:leaderboard_main",
+    "tune": "unlearning.scoring.tune:main",
+}
 
 
 class UnlearningCLI(LightningCLI):
@@ -62,7 +71,7 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
         save_config: write the run's ``config.yaml`` beside its logs.
 
     Returns:
-        The :class:`UnlearningCLI` instance (for ``score``: the content of its ``score.json``).
+        The :class:`UnlearningCLI` instance (for ``score``, ``leaderboard`` and ``tune``: what they return).
     """
     from lightning.pytorch.cli import SaveConfigCallback
 
@@ -70,10 +79,11 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
     # out of training mode; Lightning's warning about it says nothing the user must act on.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, list) and argv[:1] == ["score"]:
-        from unlearning.scoring.cli import main as score_main
+    if isinstance(argv, list) and argv[:1] and argv[0] in OWN_SUBCOMMANDS:
+        import importlib
 
-        return score_main(argv[1:])
+        module, _, fn = OWN_SUBCOMMANDS[argv[0]].partition(":")
+        return getattr(importlib.import_module(module), fn)(argv[1:])
     return UnlearningCLI(
         LightningModule,
         LightningDataModule,

@@ -1,16 +1,14 @@
 """Chaining the stages from Python: train, unlearn, evaluate, compare.
 
 The same commands a user types (``unlearning fit -c ...``), run in-process, plus evaluation of
-any checkpoint of the project against the split of a config and a comparison table.
+any checkpoint of the project against the split of a config, and a comparison of methods
+(formatted by :mod:`unlearning.tables`; the helpers of example scripts are in
+:mod:`unlearning.scripts`).
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +17,18 @@ import yaml
 from lightning.pytorch import LightningModule
 
 from unlearning.cli import main
+from unlearning.methods import declared_stages
 from unlearning.modules.base import load_checkpoint_meta, load_net
 
 __all__ = [
-    "COLUMNS",
-    "declared_stages",
     "evaluate_checkpoint",
     "evaluate_with_outputs",
-    "fit_stage",
-    "markdown_table",
-    "pooled_accuracy",
-    "require_positive",
-    "run_comparison",
-    "run_script",
-    "script_parser",
-    "stage_checkpoint",
     "evaluation_setup",
+    "fit_stage",
+    "pooled_accuracy",
+    "run_comparison",
+    "stage_checkpoint",
 ]
-
-#: (metric key, column title) of the comparison table.
-COLUMNS = (
-    ("retain_acc", "retain acc"),
-    ("forget_acc", "forget acc"),
-    ("val_acc", "val acc"),
-    ("test_acc", "test acc"),
-    ("simple_mia", "simple MIA"),
-    ("mia_efficacy", "MIA-efficacy"),
-    ("cost_time_fraction", "cost (x oracle)"),
-)
-
 
 def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
     """Where ``unlearning fit -c config`` writes ``last.ckpt`` (from the config's logger)."""
@@ -174,20 +155,6 @@ def pooled_accuracy(
     return sum(metrics[f"{s}_acc"] * n for s, n in zip(streams, sizes)) / sum(sizes)
 
 
-def markdown_table(rows: dict[str, dict[str, Any]], columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
-    """A Markdown table, one row per model, one column per metric."""
-    head = "| model | " + " | ".join(title for _, title in columns) + " |"
-    sep = "|---|" + "---:|" * len(columns)
-    lines = [head, sep]
-    for name, metrics in rows.items():
-        cells = []
-        for key, _ in columns:
-            v = metrics.get(key)
-            cells.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run_comparison(
     methods: Sequence[str],
     common: Sequence[str] = (),
@@ -228,68 +195,3 @@ def run_comparison(
     setup = evaluation_setup(data_config, common)
     models = {"original": original, "oracle (retrain)": oracle, **unlearned}
     return {name: evaluate_checkpoint(ckpt, data_config, oracle=oracle, setup=setup) for name, ckpt in models.items()}
-
-
-def declared_stages(config: str | Path) -> list[str]:
-    """The one-time stages (init argument names) that the module of a fit config declares."""
-    from unlearning.methods import module_class
-
-    cls = module_class(yaml.safe_load(Path(config).read_text())["model"]["class_path"])
-    return list(getattr(cls, "stages", {}) or {})
-
-
-_PASS_THROUGH_HELP = (
-    "Any other --key value argument is passed to every `unlearning fit` stage and to the evaluation "
-    "(e.g. --trainer.precision bf16-mixed); see `unlearning fit --help`."
-)
-
-
-def script_parser(doc: str, out: str, cifar_root: bool = False) -> argparse.ArgumentParser:
-    """The argument parser of a script (an example) that passes the arguments it does not know on
-    to every stage: parse it with ``parse_known_args``.
-
-    Args:
-        doc: the script's docstring; its first line is the description.
-        out: default of ``--out``, the output folder.
-        cifar_root: add ``--root``, a local copy of CIFAR-10 (default: torchvision downloads it).
-
-    Returns:
-        The parser, with ``--out`` (and ``--root``) and an epilog about the passed-on arguments.
-    """
-    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0], epilog=_PASS_THROUGH_HELP)
-    if cifar_root:
-        p.add_argument("--root", default=None,
-                       help="local CIFAR-10: an image folder or torchvision's batches (default: download)")
-    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
-    return p
-
-
-def require_positive(args: argparse.Namespace, *names: str) -> None:
-    """Check that the flags ``names`` (attribute names of ``args``) are at least 1 where given.
-
-    Raises:
-        ValueError: naming the first flag below 1, e.g. ``--train-subset must be >= 1, got 0``.
-    """
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-
-
-def run_script(main_fn: Callable[[], Any], prog: str) -> None:
-    """Entry point of a script (an example, a benchmark): run ``main_fn()``; errors in what the
-    user asked for (``ValueError``, ``FileNotFoundError``) are printed as one line,
-    ``<prog>: error: ...`` (the first line of the innermost cause), with exit status 2. Set
-    ``UNLEARNING_DEBUG=1`` for the traceback.
-    """
-    try:
-        main_fn()
-    except (ValueError, FileNotFoundError) as err:
-        if os.environ.get("UNLEARNING_DEBUG"):
-            raise
-        cause: BaseException = err
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
-        print(f"{prog}: error: {lines[0] if lines else type(cause).__name__}", file=sys.stderr)
-        sys.exit(2)

@@ -1,7 +1,14 @@
 """Unlearning algorithms, one file each, all subclasses of
 :class:`~unlearning.modules.UnlearnModule`."""
 
-from unlearning.methods.discriminator import DiscriminatorUnlearn, RetainFreeDiscriminator
+from __future__ import annotations
+
+from pathlib import Path
+
+from unlearning.methods.discriminator import (
+    DiscriminatorUnlearn,
+    RetainFreeDiscriminator,
+)
 from unlearning.methods.finetune import Finetune
 from unlearning.methods.grad_reinit import GradientReinit
 from unlearning.methods.hypernet import HypernetTrainer, HypernetUnlearn
@@ -10,7 +17,6 @@ from unlearning.methods.neggrad import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
 from unlearning.methods.scrub import SCRUB
 from unlearning.methods.streaming import StreamingForget
-
 
 
 def module_class(class_path: str) -> type | None:
@@ -30,7 +36,6 @@ def module_class(class_path: str) -> type | None:
 
 
 __all__ = [
-    "module_class",
     "SCRUB",
     "DiscriminatorUnlearn",
     "Finetune",
@@ -42,4 +47,14 @@ __all__ = [
     "RandomLabel",
     "RetainFreeDiscriminator",
     "StreamingForget",
+    "declared_stages",
+    "module_class",
 ]
+
+
+def declared_stages(config: str | Path) -> list[str]:
+    """The one-time stages (init argument names) that the module of a fit config declares."""
+    import yaml
+
+    cls = module_class(yaml.safe_load(Path(config).read_text())["model"]["class_path"])
+    return list(getattr(cls, "stages", {}) or {})

@@ -1,41 +1,62 @@
-"""``unlearning score -c FILE``: the command line of :func:`~unlearning.scoring.run_score`.
+"""The command lines of :func:`~unlearning.scoring.run_score` (``unlearning score``) and of
+:func:`~unlearning.scoring.leaderboard.run_leaderboard` (``unlearning leaderboard``).
 
 Configured like the other subcommands: a YAML file (``-c``) and dotted overrides, e.g.
 ``unlearning score -c configs/score/cpu.yaml --method configs/score/methods/scrub.yaml
---data.init_args.root ../shared/data/cifar10-jpeg --seeds 0:8``.
+--data.init_args.root ../shared/data/cifar10-jpeg --seeds 0:8`` or
+``unlearning leaderboard -c configs/leaderboard/cpu.yaml --data.init_args.root ../shared/data/cifar10-jpeg``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch import LightningDataModule
 
-import unlearning.data  # noqa: F401 - short class names of the data modules
+import unlearning.data
+from unlearning.scoring.leaderboard import run_leaderboard
 from unlearning.scoring.score import run_score
 
-__all__ = ["main", "score_parser"]
+__all__ = ["leaderboard_main", "leaderboard_parser", "main", "score_parser"]
 
 
-def score_parser() -> ArgumentParser:
-    """The parser of ``unlearning score``."""
-    parser = ArgumentParser(
-        prog="unlearning score",
-        description=(
-            "Score an unlearning method with the NeurIPS 2023 competition's metric: N unlearned models "
-            "against N retrained oracles, plus the ceiling from N more oracles. Models are cached by "
-            "recipe and seed; rerunning trains only what is missing."
-        ),
-        default_meta=False,
-    )
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a score config (YAML)")
+def _parser(fn: Callable[..., Any], prog: str, description: str) -> ArgumentParser:
+    """A parser of ``fn``'s arguments with a config file and a data module section."""
+    parser = ArgumentParser(prog=prog, description=description, default_meta=False)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a config (YAML)")
     parser.add_subclass_arguments(
         LightningDataModule, "data", required=True, instantiate=False,
         help="the data split every model trains and is tested on (replaces the stage configs' data)",
     )
-    parser.add_function_arguments(run_score, skip={"data", "config"}, as_group=False)
+    parser.add_function_arguments(fn, skip={"data", "config"}, as_group=False)
     return parser
+
+
+def score_parser() -> ArgumentParser:
+    """The parser of ``unlearning score``."""
+    return _parser(run_score, "unlearning score", (
+        "Score an unlearning method with the NeurIPS 2023 competition's metric: N unlearned models "
+        "against N retrained oracles, plus the ceiling from N more oracles. Models are cached by "
+        "recipe and seed; rerunning trains only what is missing."))
+
+
+def leaderboard_parser() -> ArgumentParser:
+    """The parser of ``unlearning leaderboard``."""
+    return _parser(run_leaderboard, "unlearning leaderboard", (
+        "Score many unlearning methods on one setting (one cache, 2N shared oracles) and write a "
+        "leaderboard: Markdown, JSON, CSV, a Pareto figure of forgetting against cost and the "
+        "per-example epsilon distributions."))
+
+
+def _run(parser: ArgumentParser, fn: Callable[..., Any], argv: list[str] | None) -> Any:
+    cfg = parser.parse_args(argv)
+    as_dict = cfg.as_dict()
+    as_dict.pop("config", None)
+    as_dict.pop("__path__", None)
+    data = as_dict.pop("data")
+    return fn(data=data, config={"data": data, **as_dict}, **as_dict)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -44,10 +65,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     Returns:
         The content of ``score.json``, or ``None`` when this process trained only its shard.
     """
-    parser = score_parser()
-    cfg = parser.parse_args(argv)
-    as_dict = cfg.as_dict()
-    as_dict.pop("config", None)
-    as_dict.pop("__path__", None)
-    data = as_dict.pop("data")
-    return run_score(data=data, config={"data": data, **as_dict}, **as_dict)
+    return _run(score_parser(), run_score, argv)
+
+
+def leaderboard_main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    """Parse ``argv`` and run the leaderboard.
+
+    Returns:
+        The content of ``leaderboard.json``, or ``None`` when this process trained only its shard.
+    """
+    return _run(leaderboard_parser(), run_leaderboard, argv)

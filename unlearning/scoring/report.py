@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from unlearning.pipeline import COLUMNS
+from unlearning.tables import COLUMNS, fmt_number
 from unlearning.utils import atomic_path
 
-__all__ = ["confidence_figure", "epsilon_figure", "fmt_number", "report_markdown", "write_outputs"]
+__all__ = ["confidence_figure", "epsilon_figure", "report_markdown", "write_outputs"]
 
 #: (key, title) of the per-run metrics in the report: the comparison table's, less val (not evaluated)
 _RUN_COLUMNS = tuple(c for c in COLUMNS if c[0] != "val_acc")
@@ -66,13 +66,6 @@ def confidence_figure(conf_oracle: np.ndarray, conf_unlearned: np.ndarray, eps: 
     return fig
 
 
-def fmt_number(v: Any) -> str:
-    """Three decimals, or ``n/a`` for a missing or non-finite value."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:.3f}"
-
-
 def report_markdown(result: dict[str, Any]) -> str:
     """The report: the scores, the per-run metrics (mean ± std over runs), the figures."""
     n = result["n_models"]
@@ -113,6 +106,19 @@ def report_markdown(result: dict[str, Any]) -> str:
             f"{fmt_number(spread.get('oracle'))}.",
             "",
         ]
+    klom_rows = result.get("klom") or {}
+    if klom_rows:
+        lines += [
+            "KLOM (KL divergence of the margins' histograms, oracles against unlearned models, per example; "
+            "lower is better, the ceiling is oracles against oracles):",
+            "",
+            "| examples | KLOM mean | KLOM median | ceiling mean |",
+            "|---|---:|---:|---:|",
+        ]
+        for group, k in klom_rows.items():
+            lines.append(f"| {group} ({k['examples']}) | {fmt_number(k['mean'])} | {fmt_number(k['median'])} | "
+                         f"{fmt_number(k['ceiling_mean'])} |")
+        lines.append("")
     for arg, st in (result.get("stages") or {}).items():
         lines += [
             f"One-time stage `{arg}` (`{st['config']}`), trained once for this original and shared by every "

@@ -25,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from unlearning.metrics.forgetting import final_score, forgetting_points, per_example_epsilon
+from unlearning.metrics.forgetting import (
+    final_score,
+    forgetting_points,
+    per_example_epsilon,
+)
 from unlearning.metrics.klom import klom
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
 from unlearning.scoring.runs import (

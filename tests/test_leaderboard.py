@@ -1,0 +1,192 @@
+"""``unlearning leaderboard`` and ``unlearning tune`` on the two-circles toy (seconds per model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from unlearning.cli import main
+
+BOARD = "configs/leaderboard/toy.yaml"
+N = 3
+
+
+def _board_args(tmp: Path, *extra: str) -> list[str]:
+    return ["leaderboard", "-c", BOARD, "--n_models", str(N), "--progress", "false",
+            "--cache_dir", str(tmp / "cache"), "--output_dir", str(tmp / "board"), *extra]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("board")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return tmp, main(_board_args(tmp))
+    finally:
+        os.chdir(cwd)
+
+
+def test_leaderboard_writes_its_files_and_agrees_with_score(board: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp, result = board
+    out = tmp / "board"
+    for name in ("leaderboard.md", "leaderboard.json", "leaderboard.csv", "pareto.png", "epsilon.png"):
+        assert (out / name).is_file(), name
+    assert list((out / "summary").glob("events.out.tfevents.*"))
+    rows = {r["method"]: r for r in csv.DictReader((out / "leaderboard.csv").open())}
+    # every config of the folder (less its search spaces) and the variant, once each
+    assert set(rows) == {"finetune", "hypernet", "finetune (lr 0.01)"}
+    md = (out / "leaderboard.md").read_text()
+    assert sum(line.startswith("| ") for line in md.splitlines()) == 1 + 3  # the header and a line per row
+    # the numbers are those of `unlearning score` for the same method: from the same cache, nothing trained
+    monkeypatch.chdir(REPO)
+    one = main(["score", "-c", "configs/score/toy.yaml", "--method", "configs/toy/unlearn/finetune.yaml",
+                "--n_models", str(N), "--progress", "false", "--cache_dir", str(tmp / "cache"),
+                "--output_dir", str(tmp / "single")])
+    assert one["timings"]["models_trained"] == 0
+    for key in ("forgetting_quality", "ceiling", "final_score", "retain_acc_ratio", "test_acc_ratio"):
+        assert float(rows["finetune"][key]) == pytest.approx(one[key], rel=1e-9), key
+    assert float(rows["finetune"]["cost_time_fraction_mean"]) == pytest.approx(
+        one["unlearned"]["cost_time_fraction"]["mean"], rel=1e-9)
+    # the variant ran with its argument: a different recipe, so different models and numbers
+    assert rows["finetune (lr 0.01)"]["forgetting_quality"] != rows["finetune"]["forgetting_quality"]
+    # F / ceiling and its standard error over the forget examples, recomputed from the saved epsilons
+    import numpy as np
+
+    from unlearning.metrics.forgetting import forgetting_points
+
+    eps = np.load(tmp / "board" / "methods" / "finetune" / "epsilon.npy")
+    pts = forgetting_points(eps, N)
+    assert float(rows["finetune"]["relative_forgetting"]) == pytest.approx(pts.mean() / one["ceiling"], rel=1e-9)
+    se = pts.std(ddof=1) / np.sqrt(pts.size) / one["ceiling"]
+    assert float(rows["finetune"]["relative_forgetting_se"]) == pytest.approx(se, rel=1e-9)
+    # the stage's payoff is reported against the baseline
+    assert any("one-time stage `hypernet`" in n for n in result["notes"])
+    assert any("`finetune (lr 0.01)` against `finetune`" in n for n in result["notes"])
+
+
+def test_a_second_leaderboard_trains_nothing(board: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp, first = board
+    monkeypatch.chdir(REPO)
+    again = main(_board_args(tmp))
+    assert again["models_trained"] == 0
+    assert [r["final_score"] for r in again["rows"]] == [r["final_score"] for r in first["rows"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--methods", '["configs/toy/unlearn/nope.yaml"]'], "method config configs/toy/unlearn/nope.yaml does not exist"),
+    (["--variants", '{"x": ["nope", "--model.init_args.lr", "1"]}'], "variant 'x' names method 'nope'"),
+    (["--stages_dir", "null"], "needs the one-time stage(s) ['hypernet']: give stages_dir"),
+])
+def test_bad_leaderboard_input_is_one_line_exit_2_and_trains_nothing(extra: list[str], message: str, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "unlearning", *_board_args(tmp_path, *extra)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().count("\n") == 0 and message in r.stderr, r.stderr
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "board").exists()
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs" / "leaderboard").glob("*.yaml")), ids=lambda p: p.name)
+def test_leaderboard_configs_parse_and_name_existing_configs(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unlearning.scoring.cli import leaderboard_parser
+    from unlearning.scoring.leaderboard import _stage_configs, method_configs
+    from unlearning.scoring.runs import load_stage_config
+
+    monkeypatch.chdir(REPO)
+    cfg = leaderboard_parser().parse_args(["-c", str(config)])
+    found = method_configs(cfg.methods)
+    assert found and cfg.n_models >= 2
+    for f in found:
+        load_stage_config(str(f), "method")
+        _stage_configs(f, cfg.stages_dir)
+    for spec in (cfg.variants or {}).values():
+        assert spec[0] in {f.stem for f in found}
+    for what in ("oracle", "original"):
+        load_stage_config(cfg[what], what)
+
+
+# ---- unlearning tune -------------------------------------------------------------------------
+
+def _tune_args(tmp: Path, *extra: str) -> list[str]:
+    return ["tune", "-c", "configs/score/toy.yaml", "--method", "configs/toy/unlearn/finetune.yaml",
+            "--n_models", "3", "--progress", "false", "--cache_dir", str(tmp / "cache"),
+            "--output_dir", str(tmp / "tune"), *extra]
+
+
+def test_tune_finds_the_best_trial_resumes_and_writes_the_tuned_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    monkeypatch.chdir(REPO)
+    first = main(_tune_args(tmp_path, "--n_trials", "2", "--write_config", str(tmp_path / "tuned.yaml")))
+    assert first["trials_complete"] == 2
+    assert (tmp_path / "tune" / "finetune.db").is_file()  # the SQLite study
+    values = [t["value"] for t in first["trials"]]
+    assert first["best"]["value"] == max(values)
+    base = yaml.safe_load((REPO / "configs/toy/unlearn/finetune.yaml").read_text())
+    # trial 0 is the config as it is (the point to beat), trial 1 a sampled value
+    assert first["trials"][0]["model.init_args.lr"] == base["model"]["init_args"]["lr"] and first["trials"][0]["start"]
+    assert first["trials"][1]["model.init_args.lr"] != base["model"]["init_args"]["lr"]
+    # tuning seeds only: 2N = 6 oracles from seed 1000, method runs 1000-1002
+    cache = tmp_path / "cache"
+    seeds = sorted(int(p.name.split("-")[1]) for p in cache.glob("oracle-*/seed-*"))
+    assert seeds == list(range(1000, 1006))
+    assert all(int(p.name.split("-")[1]) in (1000, 1001, 1002) for p in cache.glob("method-*/seed-*"))
+    # the tuned config is the method's config with the best values set
+    tuned = yaml.safe_load((tmp_path / "tuned.yaml").read_text())
+    assert tuned["model"]["init_args"]["lr"] == first["best"]["params"]["model.init_args.lr"]
+    assert {k: v for k, v in tuned.items() if k != "model"} == {k: v for k, v in base.items() if k != "model"}
+    # resumed: one more trial, and the oracles come from the cache (only its N = 2 method runs train)
+    second = main(_tune_args(tmp_path, "--n_trials", "3"))
+    assert second["trials_complete"] == 3 and second["trials_total"] == 3
+    assert second["trials"][2]["models_trained"] == 3
+    study = optuna.load_study(study_name="finetune", storage=f"sqlite:///{tmp_path / 'tune' / 'finetune.db'}")
+    assert len(study.trials) == 3
+    # the reported score's models were never touched: the reporting seeds are not in the cache
+    assert not list(cache.glob("oracle-*/seed-0000")) and not list(cache.glob("method-*/seed-0000"))
+    result = json.loads((tmp_path / "tune" / "finetune" / "tuning.json").read_text())
+    assert result["seeds"] == {"tuning": [1000, 1005], "reporting": [0, 31]}
+
+
+def test_tuning_on_the_reporting_seeds_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="tuning seeds 20..25 overlap the reporting seeds 0..31"):
+        main(_tune_args(tmp_path, "--seed_base", "20"))
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"model.init_args.lr": {"low": 0.1, "high": 0.01}}, "needs numbers low < high"),
+    ({"model.init_args.lr": {"low": 0.0, "high": 0.1, "log": True}}, "log-scaled, so low must be > 0"),
+    ({"model.init_args.lr": [0.1, 0.2]}, "must be a mapping with low/high or choices"),
+    ({"model.init_args.lr": {"choices": []}}, "choices must be a non-empty list"),
+])
+def test_bad_search_space_is_a_clear_error(space: dict, message: str, tmp_path: Path) -> None:
+    from unlearning.scoring.tune import load_search_space
+
+    path = tmp_path / "s.space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    with pytest.raises(ValueError, match=message):
+        load_search_space(path)
+
+
+def test_every_search_space_names_settings_of_its_config() -> None:
+    from unlearning.scoring.tune import load_search_space
+
+    spaces = sorted((REPO / "configs").rglob("*.space.yaml"))
+    assert len(spaces) >= 11
+    for path in spaces:
+        config = yaml.safe_load(path.with_name(path.name.replace(".space.yaml", ".yaml")).read_text())
+        for key in load_search_space(path):
+            node = config
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{path.name}: {key} is not in its config"
+                node = node[part]

@@ -1,0 +1,369 @@
+"""``unlearning leaderboard``: many methods scored side by side on one setting.
+
+One data split, one oracle recipe and one original; a list of method configs (files, or folders
+of them). Each method is scored by :func:`~unlearning.scoring.score.run_score` into one shared
+cache, so the 2N oracles are trained once for all of them and a rerun trains only what changed.
+The leaderboard gathers, per method: the competition's F, its ceiling, F / ceiling and the final
+score; the retain and test accuracy ratios; the attacks (simple MIA, the predictive-distribution
+attack, MIA-efficacy, KLOM on forget, retain and held-out examples); the cost as fractions of one
+oracle's training time and images, and the over-the-limit flag.
+
+A folder of methods means its ``*.yaml`` files, less the search spaces of ``unlearning tune``
+(``*.space.yaml``). The leaderboard writes
+
+- ``leaderboard.md``, ``.json`` and ``.csv`` (mean and std over the N runs where that applies);
+- ``pareto.png``: F / ceiling against cost, with error bars (the spread of the runs' cost; the
+  standard error of F over forget examples) and the cost limit drawn;
+- ``epsilon.png``: the per-example epsilon distributions of all methods (and the ceiling) on one
+  axis; both figures also go to TensorBoard under ``summary/``, with every method's numbers as
+  scalars.
+
+``variants`` adds rows that run a listed method with extra arguments (an ablation, e.g. a method
+with one of its parts switched off); a method that declares one-time stages gets
+``<stages_dir>/<argument>.yaml`` for each, and the leaderboard reports what the stage costs and
+after how many requests it pays off against a baseline method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unlearning.metrics.forgetting import forgetting_points
+from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.score import json_ready, run_score
+from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
+
+__all__ = ["LEADERBOARD_COLUMNS", "leaderboard_rows", "method_configs", "run_leaderboard"]
+
+#: (key, title) of the leaderboard's columns; the cells are built by :func:`_cells`.
+LEADERBOARD_COLUMNS = (
+    ("forgetting_quality", "F"),
+    ("ceiling", "ceiling"),
+    ("relative_forgetting", "F / ceiling"),
+    ("final_score", "final"),
+    ("retain_acc_ratio", "RA ratio"),
+    ("test_acc_ratio", "TA ratio"),
+    ("simple_mia", "simple MIA"),
+    ("predictive_mia", "predictive MIA"),
+    ("klom_forget", "KLOM forget (ceiling)"),
+    ("klom_retain", "KLOM retain"),
+    ("klom_heldout", "KLOM held-out"),
+    ("forget_acc", "forget acc"),
+    ("cost_time_fraction", "cost (x oracle time)"),
+    ("cost_images_fraction", "cost (x oracle images)"),
+    ("spread", "spread (runs / oracles)"),
+    ("over_cost_limit", "over limit?"),
+)
+
+
+def method_configs(paths: Sequence[str | Path]) -> list[Path]:
+    """The method configs named by ``paths``: YAML files, or folders whose ``*.yaml`` are taken
+    (sorted by name).
+
+    Raises:
+        FileNotFoundError: when a path does not exist or a folder holds no YAML file.
+        ValueError: when no path is given or two configs share a name.
+    """
+    if not paths:
+        raise ValueError("methods is empty: expected method configs or folders of them")
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.glob("*.yaml") if not f.name.endswith(".space.yaml"))  # not search spaces
+            if not files:
+                raise FileNotFoundError(f"method folder {p} holds no .yaml config")
+            found += files
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"method config {p} does not exist")
+    names = [f.stem for f in found]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"two method configs are both named {dup[0]!r}: rename one (rows are named by file)")
+    return found
+
+
+def _stage_configs(method: Path, stages_dir: str | None) -> dict[str, str]:
+    from unlearning.methods import declared_stages
+
+    wanted = declared_stages(method)
+    if wanted and stages_dir is None:
+        raise ValueError(f"method {method.stem!r} needs the one-time stage(s) {wanted}: give stages_dir")
+    out = {}
+    for arg in wanted:
+        cfg = Path(str(stages_dir)) / f"{arg}.yaml"
+        if not cfg.is_file():
+            raise FileNotFoundError(f"method {method.stem!r} needs its one-time stage {arg!r}: no config {cfg}")
+        out[arg] = str(cfg)
+    return out
+
+
+def run_leaderboard(
+    data: dict[str, Any],
+    oracle: str,
+    original: str,
+    methods: list[str],
+    n_models: int = 16,
+    cache_dir: str = "runs/score/cache",
+    output_dir: str = "runs/leaderboard",
+    seeds: str | None = None,
+    seed_base: int = 0,
+    recipe_args: list[str] | None = None,
+    stages_dir: str | None = None,
+    variants: dict[str, list[str]] | None = None,
+    baseline: str | None = "finetune",
+    cost_limit: float = 0.2,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Score every method on one setting and write the leaderboard (see the module docstring).
+
+    Args:
+        data: the data split (a ``class_path``/``init_args`` section), as in ``unlearning score``.
+        oracle: fit config of the oracle recipe.
+        original: fit config of the original, or a ``.ckpt``.
+        methods: method configs, or folders of them (each ``*.yaml``); a row is named by its file.
+        n_models: N: runs per method, 2N oracles shared by all.
+        cache_dir: the model cache (the same as ``unlearning score``'s: runs are shared).
+        output_dir: the leaderboard's files, and ``methods/<name>/`` with each method's score report.
+        seeds: ``START:STOP``: train only these seeds of every method (one shard of a parallel
+            run); the leaderboard is written by a run that finds every model in the cache.
+        seed_base: first seed; the reporting seeds must not be those hyperparameters were chosen on.
+        recipe_args: extra arguments of the original and oracle trainings.
+        stages_dir: folder of the one-time stage configs (``<argument>.yaml``) methods declare.
+        variants: extra rows, ``{row name: [method name, extra argument, ...]}``: the listed
+            method (by file name) run with the extra arguments.
+        baseline: the method (by file name) whose per-request cost a one-time stage's payoff is
+            measured against; ``None`` for none.
+        cost_limit: the competition's cost limit, a fraction of one oracle's training time.
+        progress: progress bars over the models to train.
+        config: the leaderboard's own config, stored in ``leaderboard.json``.
+
+    Returns:
+        The content of ``leaderboard.json``, or ``None`` when models are still missing after
+        training this process's share (``seeds``).
+
+    Raises:
+        ValueError: on an empty or ambiguous method list, a variant of an unknown method, or a bad
+            setting of the score.
+        FileNotFoundError: when a config does not exist.
+    """
+    t0 = time.perf_counter()
+    configs = {p.stem: p for p in method_configs(methods)}
+    runs: list[tuple[str, Path, list[str]]] = [(name, cfg, []) for name, cfg in configs.items()]
+    for row, spec in (variants or {}).items():
+        if not spec or spec[0] not in configs:
+            raise ValueError(f"variant {row!r} names method {spec[0] if spec else None!r}: expected one of {sorted(configs)}")
+        if row in configs:
+            raise ValueError(f"variant {row!r} has the name of a method: choose another")
+        runs.append((row, configs[spec[0]], [str(a) for a in spec[1:]]))
+    stages = {name: _stage_configs(cfg, stages_dir) for name, cfg in configs.items()}  # all checked up front
+    out = Path(output_dir)
+    results: dict[str, dict[str, Any]] = {}
+    complete = True
+    for row, cfg, extra in runs:
+        if progress:
+            print(f"== {row}", flush=True)
+        r = run_score(data=data, oracle=oracle, original=original, method=str(cfg), n_models=n_models,
+                      name=_slug(row), cache_dir=cache_dir, output_dir=str(out / "methods"), seeds=seeds,
+                      seed_base=seed_base, recipe_args=recipe_args or (), method_args=extra,
+                      stages=stages[cfg.stem], cost_limit=cost_limit, progress=progress, config=config)
+        if r is None:
+            complete = False
+            continue
+        results[row] = r
+        if progress:
+            print(f"   F / ceiling {fmt_number(r['relative_forgetting'])}, final {fmt_number(r['final_score'])}", flush=True)
+    if not complete:
+        return None
+    wall = time.perf_counter() - t0
+    variant_of = {row: spec[0] for row, spec in (variants or {}).items()}
+    notes = stage_notes(results, baseline, skip=tuple(variant_of)) + variant_notes(results, variant_of)
+    payload = {
+        "n_models": n_models, "seed_base": seed_base, "cost_limit": cost_limit, "wall_s": wall,
+        "models_trained": sum(r["timings"]["models_trained"] for r in results.values()),
+        "epsilon_s": sum(r["timings"]["epsilon_s"] for r in results.values()),
+        "rows": leaderboard_rows(results), "notes": notes, "config": config or {},
+        "methods": {k: {kk: vv for kk, vv in v.items() if kk != "arrays"} for k, v in results.items()},
+    }
+    write_leaderboard(out, results, payload)
+    return payload
+
+
+def _slug(row: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in row)
+    return "-".join(p for p in keep.split("-") if p)
+
+
+def _f_standard_error(r: dict[str, Any]) -> float:
+    """Standard error of F over the forget examples (F is their mean of points), as a share of
+    the ceiling."""
+    pts = forgetting_points(np.asarray(r["arrays"]["epsilon"]), int(r["n_models"]))
+    se = float(pts.std(ddof=1) / math.sqrt(pts.size)) if pts.size > 1 else math.nan
+    return se / r["ceiling"] if r["ceiling"] else math.nan
+
+
+def leaderboard_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat record per method (the CSV's rows): scores, then mean and std of the per-run metrics."""
+    rows = []
+    for name, r in results.items():
+        u = r["unlearned"]
+        row: dict[str, Any] = {"method": name}
+        for k, _ in LEADERBOARD_COLUMNS[:6]:
+            row[k] = r[k]
+        row["relative_forgetting_se"] = _f_standard_error(r) if "arrays" in r else math.nan
+        for k in ("simple_mia", "predictive_mia", "mia_efficacy", "forget_acc", "retain_acc", "test_acc",
+                  "cost_time_fraction", "cost_images_fraction", "cost_time_s"):
+            stats = u.get(k) or {}
+            row[f"{k}_mean"], row[f"{k}_std"] = stats.get("mean", math.nan), stats.get("std", math.nan)
+        for group in ("forget", "retain", "heldout"):
+            k = (r.get("klom") or {}).get(group) or {}
+            row[f"klom_{group}"], row[f"klom_{group}_ceiling"] = k.get("mean", math.nan), k.get("ceiling_mean", math.nan)
+        spread = r.get("confidence_spread") or {}
+        row["spread_runs"], row["spread_oracles"] = spread.get("unlearned", math.nan), spread.get("oracle", math.nan)
+        for arg, st in (r.get("stages") or {}).items():
+            row[f"stage_{arg}_cost_time_fraction"] = st.get("cost_time_fraction", math.nan)
+        row["over_cost_limit"] = bool(r["over_cost_limit"])
+        rows.append(row)
+    return rows
+
+
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    def pm(key: str) -> str:
+        return fmt_spread({"mean": row[f"{key}_mean"], "std": row[f"{key}_std"]})
+
+    cells = {k: fmt_number(row[k]) for k, _ in LEADERBOARD_COLUMNS[:6]}
+    cells["relative_forgetting"] += f" ± {fmt_number(row['relative_forgetting_se'])}"
+    for k in ("simple_mia", "predictive_mia", "forget_acc", "cost_time_fraction", "cost_images_fraction"):
+        cells[k] = pm(k)
+    cells["klom_forget"] = f"{fmt_number(row['klom_forget'])} ({fmt_number(row['klom_forget_ceiling'])})"
+    cells["klom_retain"] = fmt_number(row["klom_retain"])
+    cells["klom_heldout"] = fmt_number(row["klom_heldout"])
+    cells["spread"] = f"{fmt_number(row['spread_runs'])} / {fmt_number(row['spread_oracles'])}"
+    cells["over_cost_limit"] = "yes" if row["over_cost_limit"] else "no"
+    return cells
+
+
+def leaderboard_markdown(payload: dict[str, Any]) -> str:
+    """The leaderboard table (best final score first) and its notes, as Markdown."""
+    rows = sorted(payload["rows"], key=lambda r: -(r["final_score"] if math.isfinite(r["final_score"]) else -1))
+    table = markdown_table({r["method"]: _cells(r) for r in rows}, LEADERBOARD_COLUMNS, first="method")
+    notes = payload.get("notes") or []
+    return table + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def stage_notes(results: dict[str, dict[str, Any]], baseline: str | None, skip: tuple[str, ...] = ()) -> list[str]:
+    """For each method with a one-time stage: the stage's cost, a request's cost against one oracle
+    and against ``baseline``, and the number of requests after which stage plus requests cost
+    less than ``baseline`` per request."""
+    lines = []
+    base = results.get(baseline) if baseline else None
+    for name, r in results.items():
+        if name in skip:
+            continue
+        for arg, st in (r.get("stages") or {}).items():
+            per_run = r["unlearned"]["cost_time_s"]["mean"]
+            stage_s = st["cost"].get("train_time_s", math.nan)
+            text = (f"- `{name}`: the one-time stage `{arg}` took {stage_s:.1f} s ({fmt_number(st['cost_time_fraction'])} "
+                    f"of one oracle's training time, {fmt_number(st['cost_images_fraction'])} of its images); one request "
+                    f"then costs {per_run:.2f} s, {fmt_number(r['unlearned']['cost_time_fraction']['mean'])} of an oracle")
+            if base is not None:
+                base_s = base["unlearned"]["cost_time_s"]["mean"]
+                text += f" and {per_run / base_s:.2f} of one {baseline} run ({base_s:.2f} s)"
+                if base_s > per_run:
+                    text += f"; it pays off after {math.ceil(stage_s / (base_s - per_run))} requests"
+                else:
+                    text += f"; a request costs no less than a run of {baseline}, so it never pays off"
+            lines.append(text + ".")
+    return lines
+
+
+def variant_notes(results: dict[str, dict[str, Any]], variant_of: dict[str, str]) -> list[str]:
+    """One line per variant: its final score and F against the method it varies."""
+    lines = []
+    for row, base in variant_of.items():
+        if row in results and base in results:
+            v, b = results[row], results[base]
+            lines.append(f"- `{row}` against `{base}`: final {fmt_number(v['final_score'])} vs "
+                         f"{fmt_number(b['final_score'])}, F {fmt_number(v['forgetting_quality'])} vs "
+                         f"{fmt_number(b['forgetting_quality'])}.")
+    return lines
+
+
+def pareto_figure(rows: list[dict[str, Any]], cost_limit: float) -> Any:
+    """F / ceiling against cost (time, x one oracle), one labelled point per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    for r in rows:
+        ax.errorbar(r["cost_time_fraction_mean"], r["relative_forgetting"], xerr=r["cost_time_fraction_std"],
+                    yerr=r["relative_forgetting_se"], fmt="o", capsize=3, color="tab:red" if r["over_cost_limit"] else "tab:blue")
+        ax.annotate(r["method"], (r["cost_time_fraction_mean"], r["relative_forgetting"]), fontsize=8,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.axvline(cost_limit, color="grey", ls="--", lw=1)
+    ax.text(cost_limit, ax.get_ylim()[0], f" cost limit ({cost_limit:g})", color="grey", fontsize=8, va="bottom")
+    ax.set_xlabel("cost: training time / one oracle's (mean ± std over runs)")
+    ax.set_ylabel("F / ceiling (± s.e. over forget examples)")
+    ax.set_title("Forgetting against cost")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def epsilon_distributions_figure(results: dict[str, dict[str, Any]]) -> Any:
+    """The per-example epsilon of every method as an empirical CDF on one axis, with the ceiling's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    first = next(iter(results.values()))
+    curves = [("ceiling (oracle vs oracle)", first["arrays"]["epsilon_ceiling"], "k")]
+    curves += [(name, r["arrays"]["epsilon"], None) for name, r in results.items()]
+    for name, eps, color in curves:
+        x = np.sort(np.asarray(eps))
+        ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=name, color=color,
+                lw=2 if color else 1.2)
+    n = int(first["n_models"])
+    ax.axvline(math.ceil(math.log(n - 1)), color="grey", ls=":", lw=1)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel(f"per-example epsilon (dotted: 0 points from here on at N = {n})")
+    ax.set_ylabel("share of forget examples")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_leaderboard(out: Path, results: dict[str, dict[str, Any]], payload: dict[str, Any]) -> None:
+    """``leaderboard.md``/``.json``/``.csv``, the two figures and TensorBoard events in ``out``."""
+    from unlearning.callbacks.figures import FigureWriter
+    from unlearning.utils import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "leaderboard.md") as tmp:
+        Path(tmp).write_text(leaderboard_markdown(payload))
+    with atomic_path(out / "leaderboard.csv") as tmp:
+        Path(tmp).write_text(csv_table(payload["rows"]))
+    write_json_atomic(out / "leaderboard.json", json_ready(json.loads(json.dumps(json_ready(payload), default=str))))
+    figures = FigureWriter(out)
+    try:
+        figures.add_figure("pareto", pareto_figure(payload["rows"], payload["cost_limit"]))
+        figures.add_figure("epsilon", epsilon_distributions_figure(results))
+        for row in payload["rows"]:
+            figures.add_scalars({k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 and math.isfinite(v)}, step=0, prefix=f"leaderboard/{_slug(row['method'])}")
+    finally:
+        figures.close()
