@@ -74,3 +74,34 @@ def test_script_parser_passes_unknown_arguments_on(capsys: pytest.CaptureFixture
     help_text = capsys.readouterr().out
     assert "A script." in help_text and "passed to every `unlearning fit` stage" in help_text
     assert "--root" not in script_parser("Doc.", "o").format_help()
+
+
+def test_fit_stage_reuses_a_finished_fit_and_resumes_an_interrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import torch
+
+    from tests.conftest import REPO
+    from unlearning.cli import main
+    from unlearning.pipeline import fit_stage, stage_finished
+
+    monkeypatch.chdir(REPO)
+    config = "configs/toy/original.yaml"
+    where = ["--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.logger.init_args.name", "orig",
+             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    ckpt = tmp_path / "orig" / "checkpoints" / "last.ckpt"
+    # a fit killed after 2 of its 4 epochs leaves a last.ckpt but did not finish
+    main(["fit", "-c", config, *where, "--trainer.max_epochs", "2"])
+    assert ckpt.is_file() and not stage_finished(ckpt)
+    steps_half = torch.load(ckpt, weights_only=False)["global_step"]
+    assert fit_stage(config, [*where, "--trainer.max_epochs", "4"]) == ckpt
+    assert "resuming" in capsys.readouterr().out
+    resumed = torch.load(ckpt, weights_only=False)
+    assert resumed["epoch"] == 3 and resumed["global_step"] == 2 * steps_half  # it went on, it did not restart
+    assert stage_finished(ckpt)
+    mtime = ckpt.stat().st_mtime_ns
+    assert fit_stage(config, [*where, "--trainer.max_epochs", "4"]) == ckpt
+    assert "reusing" in capsys.readouterr().out and ckpt.stat().st_mtime_ns == mtime
+    # a checkpoint replaced after the fit finished is not the one the marker vouches for
+    ckpt.write_bytes(ckpt.read_bytes() + b"x")
+    assert not stage_finished(ckpt)

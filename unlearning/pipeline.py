@@ -8,6 +8,7 @@ any checkpoint of the project against the split of a config, and a comparison of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "pooled_accuracy",
     "run_comparison",
     "stage_checkpoint",
+    "stage_finished",
 ]
 
 def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
@@ -44,19 +46,44 @@ def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
     return Path(save_dir) / name / "checkpoints" / "last.ckpt"
 
 
+def _finished_marker(ckpt: Path) -> Path:
+    return ckpt.with_name(ckpt.name + ".finished")
+
+
+def stage_finished(ckpt: Path) -> bool:
+    """Whether ``ckpt`` is the checkpoint of a fit that ran to its end (not one a killed or
+    crashed run left behind): :func:`fit_stage` marks it with its size and modification time."""
+    marker = _finished_marker(ckpt)
+    if not (ckpt.is_file() and marker.is_file()):
+        return False
+    try:
+        mark = json.loads(marker.read_text())
+    except ValueError:
+        return False
+    st = ckpt.stat()
+    return mark == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = True) -> Path:
-    """Run ``unlearning fit -c config OVERRIDES`` unless its ``last.ckpt`` exists (``reuse``).
+    """Run ``unlearning fit -c config OVERRIDES``, unless (``reuse``) its ``last.ckpt`` is that of
+    a finished fit; a ``last.ckpt`` that an interrupted fit left is resumed from, not taken as done.
 
     Returns:
         The path of the stage's ``last.ckpt``.
     """
     ckpt = stage_checkpoint(config, overrides)
-    if reuse and ckpt.is_file():
+    if reuse and stage_finished(ckpt):
         print(f"reusing {ckpt}")
         return ckpt
-    main(["fit", "-c", str(config), *overrides])
+    _finished_marker(ckpt).unlink(missing_ok=True)
+    resume = ["--ckpt_path", str(ckpt)] if reuse and ckpt.is_file() else []
+    if resume:
+        print(f"resuming {ckpt}: the fit that wrote it did not finish")
+    main(["fit", "-c", str(config), *overrides, *resume])
     if not ckpt.is_file():
         raise FileNotFoundError(f"fit -c {config} finished without writing {ckpt}")
+    st = ckpt.stat()
+    _finished_marker(ckpt).write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
     return ckpt
 
 
@@ -131,7 +158,11 @@ def evaluate_with_outputs(
         oracle_net, oracle_meta = load_net(oracle)
         module.set_reference(oracle_net, "oracle", cost=oracle_meta.get("cost"))
     trainer, datamodule = setup if setup is not None else evaluation_setup(data_config, overrides)
-    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    own = list(trainer.callbacks)
+    try:
+        results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    finally:  # a reused trainer forgets this module's callbacks, so the next module's are added anew
+        trainer.callbacks = own
     metrics = {k.removeprefix("test/"): float(v) for k, v in results.items()}
     return metrics, module.last_eval["outputs"]
 
@@ -169,8 +200,10 @@ def run_comparison(
         methods: names of ``<preset>/unlearn/<name>.yaml`` configs.
         common: overrides for every stage (e.g. ``["--data.init_args.root", PATH]``).
         preset: folder of ``original.yaml``, ``retrain.yaml`` and ``unlearn/``.
-        reuse: reuse the original and oracle checkpoints when they exist.
-        reuse_methods: reuse the methods' checkpoints when they exist (default: as ``reuse``).
+        reuse: reuse the original and oracle checkpoints of finished fits (one that an
+            interrupted fit left is resumed from).
+        reuse_methods: the same for the methods and their one-time stages, which depend on the
+            original (default: as ``reuse``).
 
     Returns:
         ``{row name: test metrics}`` for ``original``, ``oracle (retrain)`` and each method.
@@ -188,7 +221,9 @@ def run_comparison(
             stage_cfg = preset_dir / f"{arg}.yaml"
             if not stage_cfg.is_file():
                 raise FileNotFoundError(f"method {name!r} needs its one-time stage {arg!r}: no config {stage_cfg}")
-            stage = fit_stage(stage_cfg, [*common, "--model.init_args.original", str(original)], reuse=reuse)
+            # a stage is trained for one original, so it is reused only as the methods are
+            stage = fit_stage(stage_cfg, [*common, "--model.init_args.original", str(original)],
+                              reuse=reuse if reuse_methods is None else reuse_methods)
             overrides += [f"--model.init_args.{arg}", str(stage)]
         unlearned[name] = fit_stage(cfg, overrides, reuse=reuse if reuse_methods is None else reuse_methods)
     data_config = preset_dir / "original.yaml"
