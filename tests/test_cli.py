@@ -13,8 +13,23 @@ from tests.conftest import quick_args, run_cli
 def test_help_lists_subcommands() -> None:
     r = run_cli("--help")
     assert r.returncode == 0
-    for sub in ("fit", "validate", "test"):
-        assert sub in r.stdout
+    for sub in ("fit", "validate", "test", "score", "leaderboard", "tune"):
+        assert sub in r.stdout, sub
+
+
+def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> None:
+    """Lightning's advertising tip, its warning about modules in eval mode (an unlearning module's
+    frozen original is, on purpose) and its LeafSpec deprecation stay out of a run's output."""
+    fit = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path, "orig"))
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = tmp_path / "orig" / "checkpoints" / "last.ckpt"
+    un = run_cli("fit", "-c", "configs/toy/unlearn/finetune.yaml", *quick_args(tmp_path, "un"),
+                 "--model.init_args.original", str(ckpt))
+    assert un.returncode == 0, un.stderr[-3000:]
+    for r in (fit, un):
+        out = r.stdout + r.stderr
+        for noise in ("💡", "Tip:", "eval mode", "LeafSpec"):
+            assert noise not in out, (noise, out[-2000:])
 
 
 def test_model_help_shows_documented_arguments() -> None:

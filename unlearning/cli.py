@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -21,7 +20,8 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 import unlearning
 import unlearning.data
 import unlearning.methods
-import unlearning.modules
+import unlearning.modules  # noqa: F401 - imported so that short class names resolve
+from unlearning.utils import silence_lightning_noise
 
 __all__ = ["OWN_SUBCOMMANDS", "UnlearningCLI", "main", "run"]
 
@@ -73,17 +73,28 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
     Returns:
         The :class:`UnlearningCLI` instance (for ``score``, ``leaderboard`` and ``tune``: what they return).
     """
-    from lightning.pytorch.cli import SaveConfigCallback
-
-    # Unlearning modules keep frozen copies (the original, a BatchNorm left in eval mode on purpose)
-    # out of training mode; Lightning's warning about it says nothing the user must act on.
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    silence_lightning_noise()
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv[:1] and argv[0] in OWN_SUBCOMMANDS:
         import importlib
 
         module, _, fn = OWN_SUBCOMMANDS[argv[0]].partition(":")
         return getattr(importlib.import_module(module), fn)(argv[1:])
+    if isinstance(argv, list) and argv[:1] in (["-h"], ["--help"]):
+        # LightningCLI's help lists its own subcommands only: name the project's too
+        try:
+            _cli(args, run, save_config)
+        finally:
+            print("\nThe project's own subcommands (each with --help):\n"
+                  "    score        one method's forgetting score (N runs against 2N retrained oracles)\n"
+                  "    leaderboard  many methods scored side by side on one setting\n"
+                  "    tune         a method's hyperparameters searched with Optuna against its score")
+    return _cli(args, run, save_config)
+
+
+def _cli(args: ArgsType, run: bool, save_config: bool) -> UnlearningCLI:
+    from lightning.pytorch.cli import SaveConfigCallback
+
     return UnlearningCLI(
         LightningModule,
         LightningDataModule,

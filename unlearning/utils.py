@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "silence_lightning_noise"]
 
 
 @contextlib.contextmanager
@@ -26,3 +26,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class _DropTips:
+    """A logging filter that drops Lightning's advertisements ("💡 Tip: ... try installing ...")."""
+
+    def filter(self, record: object) -> bool:
+        return not str(getattr(record, "msg", "")).startswith("💡 Tip")
+
+
+def silence_lightning_noise() -> None:
+    """Drop what Lightning prints that is not the user's business: its advertising tips, the
+    warning about modules in eval mode (unlearning modules keep frozen copies, such as the
+    original, in eval mode on purpose), its own deprecation of ``LeafSpec`` checks, and its caution
+    against ``args`` beside command-line arguments (the pipeline runs the CLI in-process from
+    scripts that have arguments of their own). Idempotent."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # the pipeline runs the CLI in-process with its own arguments, inside scripts that have theirs
+    warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
