@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--write", action="store_true", help="write the best values into the method configs")
     p.add_argument("--output_dir", default="runs/tune/cpu")
     p.add_argument("--out", default="benchmarks/results/tune_cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's); use the oracles' setting, as cost is a ratio of times")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     names = args.methods or sorted(f.name.removesuffix(".space.yaml") for f in METHODS.glob("*.space.yaml"))
     results: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "Scores at this N are noisy (a few hundredths): the values chosen are a search on few runs, not a "
         "guarantee; the leaderboard at N = 16 on the reporting seeds says what they are worth.\n\n"
         f"Produced by `python benchmarks/tune_cpu.py --n_trials {args.n_trials} --n {args.n}"
+        f"{' --methods ' + ' '.join(names) if args.methods else ''}{f' --threads {args.threads}' if args.threads else ''}"
         f"{' --write' if args.write else ''}` in {wall / 60:.1f} min on {platform.machine()} "
         f"({torch.get_num_threads()} torch threads), torch {torch.__version__}.\n\n"
     )

@@ -15,7 +15,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch import LightningDataModule
 
-import unlearning.data
+import unlearning.data  # noqa: F401 - short class names of the data modules
 from unlearning.scoring.leaderboard import run_leaderboard
 from unlearning.scoring.score import run_score
 

@@ -186,30 +186,40 @@ def needs_completion(run: CachedRun) -> bool:
     return bool(metrics) and (not run.has_margins() or any(k not in metrics for k in COMPLETED_METRICS))
 
 
-def complete_evaluation(run: CachedRun, data: dict[str, Any]) -> None:
-    """Evaluate a cached model once more on the score's data and store what its entry lacks (the
-    retain and held-out margins, the metrics of :data:`COMPLETED_METRICS`): the model is not
-    retrained, and the metrics it has keep their values."""
+def score_datamodule(data: dict[str, Any]) -> Any:
+    """The data module of a score's ``data`` section, set up for evaluation on the score's streams."""
     import importlib
 
-    import lightning as L
-
     import unlearning.data
-    from unlearning.modules.base import load_checkpoint_meta
 
-    meta = load_checkpoint_meta(run.checkpoint)
-    module_path, _, cls_name = meta["module"].rpartition(".")
-    cls = getattr(importlib.import_module(module_path), cls_name)
     path = str(data["class_path"])
     if "." in path:
         data_cls = getattr(importlib.import_module(path.rpartition(".")[0]), path.rpartition(".")[2])
     else:
         data_cls = getattr(unlearning.data, path)
+    dm = data_cls(**dict(data.get("init_args") or {}))
+    dm.eval_streams = SCORE_STREAMS
+    return dm
+
+
+def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = None) -> None:
+    """Evaluate a cached model once more on the score's data and store what its entry lacks (the
+    retain and held-out margins, the metrics of :data:`COMPLETED_METRICS`): the model is not
+    retrained, and the metrics it has keep their values. Pass one ``datamodule`` (from
+    :func:`score_datamodule`) to complete many entries without loading the data each time."""
+    import importlib
+
+    import lightning as L
+
+    from unlearning.modules.base import load_checkpoint_meta
+
+    meta = load_checkpoint_meta(run.checkpoint)
+    module_path, _, cls_name = meta["module"].rpartition(".")
+    cls = getattr(importlib.import_module(module_path), cls_name)
     with _quiet():
         module = cls.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True)
         module.log_distributions = False
-        dm = data_cls(**dict(data.get("init_args") or {}))
-        dm.eval_streams = SCORE_STREAMS
+        dm = datamodule if datamodule is not None else score_datamodule(data)
         trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=str(run.path))
         trainer.test(module, datamodule=dm, verbose=False)

@@ -37,6 +37,7 @@ from unlearning.scoring.runs import (
     complete_evaluation,
     load_stage_config,
     needs_completion,
+    score_datamodule,
     stage_recipe,
     train_cached_model,
 )
@@ -247,8 +248,10 @@ def run_score(
         return None
 
     # entries cached before the margins and the predictive attack were kept: evaluate them once more
-    for run in (r for r in (*oracle_runs, *method_runs) if r is not None and needs_completion(r)):
-        complete_evaluation(run, data)
+    incomplete = [r for r in (*oracle_runs, *method_runs) if r is not None and needs_completion(r)]
+    dm = score_datamodule(data) if incomplete else None
+    for run in incomplete:
+        complete_evaluation(run, data, dm)
     result = _score(
         [r for r in oracle_runs if r is not None], [r for r in method_runs if r is not None], n_models, cost_limit
     )
