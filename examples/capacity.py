@@ -52,6 +52,8 @@ COLUMNS = (
     ("test_acc", "test acc"),
     ("gen_gap", "gen. gap"),
     ("mia", "simple MIA"),
+    ("forget_mia", "forget simple MIA"),
+    ("forget_predictive_mia", "forget predictive MIA"),
     ("lsc_gap", "LSC gap"),
     ("mia_gap_original", "forget MIA gap (orig.)"),
     ("mia_gap_finetune", "forget MIA gap (finetune)"),
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
             "params": params / 1e3,
             **leakage(metrics, outputs),
             "forget_mia": metrics["simple_mia"],
+            "forget_predictive_mia": metrics.get("predictive_mia", float("nan")),
+            "finetune_predictive_mia": tuned.get("predictive_mia", float("nan")),
             "oracle_forget_mia": metrics["oracle_simple_mia"],
             "mia_gap_original": metrics["simple_mia_gap"],
             "mia_gap_finetune": tuned["simple_mia_gap"],
@@ -219,7 +223,8 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
         title = "Per-example loss: training set vs test set"
         writer.add_figure("loss_histograms", histogram_panels(losses, title=title))
         writer.add_figure("capacity", _against_params(rows, [
-            ("simple MIA accuracy (0.5 = chance)", [("mia", "train vs test"), ("forget_mia", "forget vs test")]),
+            ("MIA accuracy (0.5 = chance)", [("mia", "simple, train vs test"), ("forget_mia", "simple, forget vs test"),
+                                             ("forget_predictive_mia", "predictive, forget vs test")]),
             ("train acc - test acc", [("gen_gap", "generalisation gap")]),
             ("mean LSC, train - test", [("lsc_gap", "confidence gap")]),
         ], "Capacity vs leakage"))
