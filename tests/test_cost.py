@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from unlearning.data import SyntheticImageDataModule
 from unlearning.modules import Classifier
@@ -64,3 +65,17 @@ def test_a_resumed_run_keeps_its_cost(tmp_path: Path) -> None:
     two = fit(2, str(tmp_path / "one.ckpt"))
     assert one.cost["images_seen"] == 3 * 32 and two.cost["images_seen"] == 6 * 32
     assert two.cost["train_time_s"] > one.cost["train_time_s"]
+
+
+def test_outside_a_trainer_a_module_is_one_process() -> None:
+    """Counting images needs the world size also before a trainer is attached (a module built in a
+    script): one process, not an error and not a guess."""
+    from unlearning.modules.cost import world_size
+
+    module = Classifier(net=SmallCNN(width=4, hidden=16), log_distributions=False)
+    assert world_size(module) == 1
+    module.count_images(5)  # a pre-pass counted by hand, before any trainer
+    assert module.cost["images_seen"] == 5
+    module.train()
+    module(torch.zeros(3, 3, 16, 16))  # a forward pass outside a trainer's training is no training cost
+    assert module.cost["images_seen"] == 5
