@@ -129,6 +129,7 @@ def _tune_args(tmp: Path, *extra: str) -> list[str]:
             "--output_dir", str(tmp / "tune"), *extra]
 
 
+@pytest.mark.slow  # about 40 s: 3 trials of 3 runs and 6 oracles
 def test_tune_finds_the_best_trial_resumes_and_writes_the_tuned_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
 
@@ -186,14 +187,25 @@ def test_bad_search_space_is_a_clear_error(space: dict, message: str, tmp_path: 
 
 
 def test_every_search_space_names_settings_of_its_config() -> None:
+    """Each key of a search space is an argument of its config's model class (``model.init_args.*``)
+    or of Lightning's Trainer (``trainer.*``): a typo would otherwise fail only when a trial runs."""
+    import inspect
+
+    import lightning as L
+
+    from unlearning.methods import module_class
     from unlearning.scoring.tune import load_search_space
 
     spaces = sorted((REPO / "configs").rglob("*.space.yaml"))
     assert len(spaces) >= 11
+    trainer_args = set(inspect.signature(L.Trainer.__init__).parameters)
     for path in spaces:
         config = yaml.safe_load(path.with_name(path.name.replace(".space.yaml", ".yaml")).read_text())
+        cls = module_class(config["model"]["class_path"])
+        model_args = {n for c in cls.__mro__ if "__init__" in vars(c) for n in inspect.signature(c.__init__).parameters}
         for key in load_search_space(path):
-            node = config
-            for part in key.split("."):
-                assert isinstance(node, dict) and part in node, f"{path.name}: {key} is not in its config"
-                node = node[part]
+            section, *rest = key.split(".")
+            if section == "model":
+                assert rest[0] == "init_args" and rest[1] in model_args, f"{path.name}: {key} is no argument of {cls.__name__}"
+            else:
+                assert section == "trainer" and rest[0] in trainer_args, f"{path.name}: {key} is no Trainer argument"

@@ -80,6 +80,7 @@ def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, m
     assert third["timings"]["models_trained"] == N
 
 
+@pytest.mark.slow  # about 20 s: a score killed mid-way and run again
 def test_killed_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cmd = [sys.executable, "-m", "unlearning", *_score_args(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -324,6 +325,7 @@ def test_a_method_run_is_keyed_by_its_original(tmp_path: Path, monkeypatch: pyte
     assert main(_score_args(tmp_path, "--n_models", "2", "--original", str(other)))["timings"]["models_trained"] == 0
 
 
+@pytest.mark.slow  # about 30 s: two scores and the completion of cached entries
 def test_klom_from_the_cached_margins_and_old_entries_are_completed_not_retrained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,3 +365,14 @@ def test_klom_from_the_cached_margins_and_old_entries_are_completed_not_retraine
         np.testing.assert_allclose(np.load(d / "retain_lsc.npy"), retain, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.load(d / "heldout_lsc.npy"), heldout, rtol=1e-5, atol=1e-5)
     assert again["klom"]["retain"]["mean"] == pytest.approx(first["klom"]["retain"]["mean"], rel=1e-4)
+
+
+def test_a_recipe_key_ignores_the_order_of_fields_and_takes_paths() -> None:
+    """The same recipe written in another order is the same cache entry; values that are not JSON
+    (a path) are keyed by their text. (Two mutants of recipe_key survived without this.)"""
+    from unlearning.scoring.cache import recipe_key
+
+    a = {"model": {"lr": 0.1, "alpha": 0.5}, "data": {"root": Path("x"), "train_subset": 10}}
+    b = {"data": {"train_subset": 10, "root": Path("x")}, "model": {"alpha": 0.5, "lr": 0.1}}
+    assert recipe_key(a) == recipe_key(b)
+    assert recipe_key(a) != recipe_key({**a, "model": {"lr": 0.2, "alpha": 0.5}})

@@ -89,6 +89,7 @@ def test_data_module_passes_heldout_subset_to_the_split() -> None:
     assert len(dm.stream_loader("test", train=False).indices) == 10
 
 
+@pytest.mark.slow  # about 20 s: two fresh interpreters
 def test_split_does_not_depend_on_global_rng_or_rank() -> None:
     """Every DDP rank (a separate process with its own RANK and global seed) gets the same split."""
     code = (
