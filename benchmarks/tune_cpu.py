@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(header + table + "\n")
-    payload = {"wall_s": wall, "n_trials": args.n_trials, "n_models": args.n,
-               "methods": {k: {kk: vv for kk, vv in v.items() if kk != "trials"} | {"trials": v["trials"]}
-                           for k, v in results.items()}}
+    payload = {"wall_s": wall, "n_trials": args.n_trials, "n_models": args.n, "methods": results}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print()
     print(table)

@@ -18,7 +18,7 @@ import yaml
 from lightning.pytorch import LightningModule
 
 from unlearning.cli import main
-from unlearning.methods import declared_stages
+from unlearning.methods import declared_stages, module_class
 from unlearning.modules.base import load_checkpoint_meta, load_net
 
 __all__ = [
@@ -148,11 +148,9 @@ def evaluate_with_outputs(
         :func:`~unlearning.metrics.per_example_stats` (``loss``, ``confidence``, ``lsc``,
         ``entropy``; ``ref_<stat>`` and ``kl_to_ref`` for the oracle when one is given).
     """
-    import importlib
 
     meta = load_checkpoint_meta(ckpt)
-    module_path, _, cls_name = meta["module"].rpartition(".")
-    cls: type[LightningModule] = getattr(importlib.import_module(module_path), cls_name)
+    cls: type[LightningModule] = module_class(meta["module"])
     module = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
     if oracle is not None:
         oracle_net, oracle_meta = load_net(oracle)

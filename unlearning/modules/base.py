@@ -304,7 +304,7 @@ class EvaluatedModule(CostAccounting, LightningModule):
         store = self._outputs.setdefault(stream, defaultdict(list))
         for k, v in stats.items():
             store[k].append(v.detach())
-        if stream in ("forget", "test") and not self.trainer.sanity_checking:  # what the predictive attack reads
+        if stream in ("forget", "test") and self.trainer.testing:  # what the predictive attack reads (test only)
             store["features"].append(attack_features(logits, y).detach())
         if self.reference is not None:
             ref = self._reference_logits(stream, batch_idx, x)

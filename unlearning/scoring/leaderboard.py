@@ -26,7 +26,6 @@ after how many requests it pays off against a baseline method.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -357,7 +356,7 @@ def write_leaderboard(out: Path, results: dict[str, dict[str, Any]], payload: di
         Path(tmp).write_text(leaderboard_markdown(payload))
     with atomic_path(out / "leaderboard.csv") as tmp:
         Path(tmp).write_text(csv_table(payload["rows"]))
-    write_json_atomic(out / "leaderboard.json", json_ready(json.loads(json.dumps(json_ready(payload), default=str))))
+    write_json_atomic(out / "leaderboard.json", json_ready(payload))
     figures = FigureWriter(out)
     try:
         figures.add_figure("pareto", pareto_figure(payload["rows"], payload["cost_limit"]))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearning.tables import COLUMNS, fmt_number
+from unlearning.tables import COLUMNS, fmt_number, fmt_spread
 from unlearning.utils import atomic_path
 
 __all__ = ["confidence_figure", "epsilon_figure", "report_markdown", "write_outputs"]
@@ -88,7 +88,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         "|---|" + "---:|" * len(_RUN_COLUMNS),
     ]
     for label, key in ((f"unlearned (N = {n})", "unlearned"), (f"oracles (2N = {2 * n})", "oracle")):
-        cells = [f"{fmt_number(result[key][k]['mean'])} ± {fmt_number(result[key][k]['std'])}" for k, _ in _RUN_COLUMNS]
+        cells = [fmt_spread(result[key][k]) for k, _ in _RUN_COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     cost = result["unlearned"]["cost_time_fraction"]["mean"]
     flag = "**over**" if result["over_cost_limit"] else "within"

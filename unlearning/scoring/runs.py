@@ -207,15 +207,12 @@ def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = 
     retain and held-out margins, the metrics of :data:`COMPLETED_METRICS`): the model is not
     retrained, and the metrics it has keep their values. Pass one ``datamodule`` (from
     :func:`score_datamodule`) to complete many entries without loading the data each time."""
-    import importlib
-
     import lightning as L
 
+    from unlearning.methods import module_class
     from unlearning.modules.base import load_checkpoint_meta
 
-    meta = load_checkpoint_meta(run.checkpoint)
-    module_path, _, cls_name = meta["module"].rpartition(".")
-    cls = getattr(importlib.import_module(module_path), cls_name)
+    cls = module_class(load_checkpoint_meta(run.checkpoint)["module"])
     with _quiet():
         module = cls.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True)
         module.log_distributions = False
