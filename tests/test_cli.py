@@ -116,3 +116,20 @@ def test_one_line_keeps_leading_dashes_of_a_plain_message() -> None:
     assert _one_line(ValueError("--seeds must be START:STOP, got '4:2'")) == "--seeds must be START:STOP, got '4:2'"
     nested = ValueError("Parser key 'data':\n  Does not validate\n  - Problem with given class_path\n  - bad split, got 2")
     assert _one_line(nested) == "bad split, got 2"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (["--model.init_args.lrr", "0.1"], "--model (unlearning.modules.Classifier): Option 'lrr' is not accepted"),
+        (["--model.init_args.scheduler", "cos"], "--model.init_args.scheduler (unlearning.modules.Classifier): Expected a typing.Literal['cosine', 'none']. Got value: cos"),
+        (["--trainer.max_epochs", "abc"], "--trainer.max_epochs: expected int or null, got 'abc'"),
+        (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz 3"),
+    ],
+)
+def test_a_bad_key_or_value_is_one_line_naming_it(tmp_path: Path, override: list[str], expected: str) -> None:
+    r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path), *override)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == f"unlearning: error: {expected} (see --help)", r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) <= 2 and "usage:" not in r.stderr  # no usage dump
+    assert not any(tmp_path.iterdir())

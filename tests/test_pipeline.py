@@ -90,8 +90,10 @@ def test_fit_stage_reuses_a_finished_fit_and_resumes_an_interrupted_one(
     where = ["--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.logger.init_args.name", "orig",
              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     ckpt = tmp_path / "orig" / "checkpoints" / "last.ckpt"
-    # a fit killed after 2 of its 4 epochs leaves a last.ckpt but did not finish
     main(["fit", "-c", config, *where, "--trainer.max_epochs", "2"])
+    assert stage_finished(ckpt)  # unlearning fit marks the checkpoint of a fit that ran to its end
+    # a fit killed after 2 of its 4 epochs leaves that last.ckpt without the mark
+    ckpt.with_name("last.ckpt.finished").unlink()
     assert ckpt.is_file() and not stage_finished(ckpt)
     steps_half = torch.load(ckpt, weights_only=False)["global_step"]
     assert fit_stage(config, [*where, "--trainer.max_epochs", "4"]) == ckpt

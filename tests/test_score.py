@@ -66,6 +66,19 @@ def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, m
     assert saved["versions"]["torch"] and saved["config"]["n_models"] == N
     assert "| F | ceiling |" in (out / "report.md").read_text()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    # TensorBoard's HPARAMS view: the method and N beside F, ceiling and final (tags the run logged)
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    mux = EventMultiplexer({"score": str(out / "tensorboard")})
+    mux.Reload()
+    content = mux.PluginRunToTagToContent("hparams")["score"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["method"].string_value == "Finetune" and start.hparams["n_models"].number_value == N
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    tags = {m.name.tag for m in experiment.metric_infos}
+    assert {"score/final_score", "score/forgetting_quality", "score/ceiling"} <= tags
+    assert tags <= set(mux.GetAccumulator("score").Tags()["scalars"])
 
     models = [d / "model.ckpt" for d in _seed_dirs(tmp_path / "cache")]
     assert len(models) == 10

@@ -8,7 +8,6 @@ any checkpoint of the project against the split of a config, and a comparison of
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lightning.pytorch import LightningModule
 from unlearning.cli import main
 from unlearning.methods import declared_stages, module_class
 from unlearning.modules.base import load_checkpoint_meta, load_net
+from unlearning.runfolder import run_finished
 
 __all__ = [
     "evaluate_checkpoint",
@@ -46,22 +46,10 @@ def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
     return Path(save_dir) / name / "checkpoints" / "last.ckpt"
 
 
-def _finished_marker(ckpt: Path) -> Path:
-    return ckpt.with_name(ckpt.name + ".finished")
-
-
 def stage_finished(ckpt: Path) -> bool:
     """Whether ``ckpt`` is the checkpoint of a fit that ran to its end (not one a killed or
-    crashed run left behind): :func:`fit_stage` marks it with its size and modification time."""
-    marker = _finished_marker(ckpt)
-    if not (ckpt.is_file() and marker.is_file()):
-        return False
-    try:
-        mark = json.loads(marker.read_text())
-    except ValueError:
-        return False
-    st = ckpt.stat()
-    return mark == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    crashed run left behind); ``unlearning fit`` marks it when it finishes."""
+    return run_finished(ckpt)
 
 
 def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = True) -> Path:
@@ -75,15 +63,13 @@ def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = T
     if reuse and stage_finished(ckpt):
         print(f"reusing {ckpt}")
         return ckpt
-    _finished_marker(ckpt).unlink(missing_ok=True)
+    # an interrupted fit is resumed; without reuse, the run there is replaced
     resume = ["--ckpt_path", str(ckpt)] if reuse and ckpt.is_file() else []
     if resume:
         print(f"resuming {ckpt}: the fit that wrote it did not finish")
-    main(["fit", "-c", str(config), *overrides, *resume])
-    if not ckpt.is_file():
+    main(["fit", "-c", str(config), *overrides, *resume, *([] if reuse else ["--overwrite", "true"])])
+    if not run_finished(ckpt):
         raise FileNotFoundError(f"fit -c {config} finished without writing {ckpt}")
-    st = ckpt.stat()
-    _finished_marker(ckpt).write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
     return ckpt
 
 

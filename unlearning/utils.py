@@ -38,9 +38,10 @@ class _DropTips:
 def silence_lightning_noise() -> None:
     """Drop what Lightning prints that is not the user's business: its advertising tips, the
     warning about modules in eval mode (unlearning modules keep frozen copies, such as the
-    original, in eval mode on purpose), its own deprecation of ``LeafSpec`` checks, and its caution
+    original, in eval mode on purpose), its own deprecation of ``LeafSpec`` checks, its caution
     against ``args`` beside command-line arguments (the pipeline runs the CLI in-process from
-    scripts that have arguments of their own). Idempotent."""
+    scripts that have arguments of their own), and its warning about a checkpoint folder that is
+    not empty (the ``unlearning`` command guards run folders itself). Idempotent."""
     import logging
     import warnings
 
@@ -51,3 +52,6 @@ def silence_lightning_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # the pipeline runs the CLI in-process with its own arguments, inside scripts that have theirs
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
+    # the unlearning command refuses a fresh fit into a folder holding a run; one that goes on is a
+    # resume or an explicit --overwrite, which this warning would only second-guess
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty.*")

@@ -27,9 +27,16 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.data.base import EVAL_STREAMS
-from unlearning.metrics import attack_features, mia_efficacy, per_example_stats, predictive_mia, simple_mia
+from unlearning.metrics import (
+    attack_features,
+    mia_efficacy,
+    per_example_stats,
+    predictive_mia,
+    simple_mia,
+)
 from unlearning.modules.cost import CostAccounting, CostClock, world_size
 from unlearning.nets import build_net, net_spec
+from unlearning.runfolder import resolve_checkpoint
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
 
@@ -39,13 +46,14 @@ META_KEY = "unlearning"
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint of this project, loaded safely (``weights_only``) on the CPU.
 
+    Args:
+        path: a ``.ckpt`` file, or the run folder of ``unlearning fit`` (its ``checkpoints/last.ckpt``).
+
     Raises:
-        FileNotFoundError: if the file does not exist.
+        FileNotFoundError: if the file (or the folder's ``last.ckpt``) does not exist.
         ValueError: if it was not written by a module of this project.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    path = resolve_checkpoint(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if META_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {str(path)!r} was not written by an unlearning module (no {META_KEY!r} entry)")

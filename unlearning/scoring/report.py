@@ -139,10 +139,28 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def score_hparams(result: dict[str, Any]) -> dict[str, Any]:
+    """What TensorBoard's HPARAMS view shows of a score run: the method (its class and init
+    arguments, from its config), the setting (N, oracle config) and the run's name."""
+    import yaml
+
+    params: dict[str, Any] = {"name": result.get("name", ""), "n_models": result["n_models"],
+                              "method_config": result.get("method_config", ""),
+                              "oracle_config": result.get("oracle_config", "")}
+    try:
+        model = (yaml.safe_load(Path(result["method_config"]).read_text()) or {}).get("model") or {}
+    except (KeyError, OSError, yaml.YAMLError):
+        model = {}
+    params["method"] = str(model.get("class_path", "")).rsplit(".", 1)[-1]
+    params["model"] = {k: v for k, v in (model.get("init_args") or {}).items() if k != "original"}
+    return params
+
+
 def write_outputs(out: Path, result: dict[str, Any]) -> None:
     """Write the arrays (``.npy``), figures (``.png``), ``report.md`` and TensorBoard events into
     ``out`` (``score.json`` is written last by the caller)."""
     from unlearning.callbacks import FigureWriter
+    from unlearning.callbacks.hparams import FINAL_METRICS, write_hparams
 
     arrays = result["arrays"]
     for key, a in arrays.items():
@@ -157,6 +175,11 @@ def write_outputs(out: Path, result: dict[str, Any]) -> None:
         figures.writer.add_histogram("score/epsilon", arrays["epsilon"], n)
         figures.writer.add_histogram("score/epsilon_ceiling", arrays["epsilon_ceiling"], n)
         figures.writer.add_text("score/report", report_markdown(result), n)
+        write_hparams(figures.writer, score_hparams(result), {
+            **{f"score/{k}": v for k, v in scores.items() if v is not None and math.isfinite(v)},
+            **{f"runs/{k}": result["unlearned"][k]["mean"] for k in FINAL_METRICS
+               if k in result["unlearned"] and math.isfinite(result["unlearned"][k]["mean"])},
+        })
         figures.add_figure("epsilon", epsilon_figure(arrays["epsilon"], arrays["epsilon_ceiling"], n), n)
         figures.add_figure("confidences", confidence_figure(
             arrays["confidences_oracle"][:, :n], arrays["confidences_unlearned"], arrays["epsilon"]
