@@ -28,7 +28,7 @@ import unlearning.data
 import unlearning.methods
 import unlearning.modules  # noqa: F401 - imported so that short class names resolve
 from unlearning.callbacks.hparams import FinalHparams
-from unlearning.runfolder import Snapshot, check_run_folder, clear_run_folder, mark_finished
+from unlearning.runfolder import Snapshot, check_run_folder, clear_run_folder, mark_finished, safe_load
 from unlearning.utils import silence_lightning_noise
 
 __all__ = ["OWN_SUBCOMMANDS", "SUBCOMMANDS", "UnlearningArgumentParser", "UnlearningCLI", "main", "run"]
@@ -182,6 +182,15 @@ class UnlearningCLI(LightningCLI):
         if not any(isinstance(cb, FinalHparams) for cb in trainer.callbacks):
             trainer.callbacks.append(FinalHparams())
         return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the hyperparameters of a --ckpt_path file here, with torch's own
+        # message for a file it refuses; check it first, with one naming the file
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            safe_load(ckpt_path)
+        super()._parse_ckpt_path()
 
     def _run_dirs(self) -> tuple[Path, list[Path]]:
         """The run's folder and the folders its checkpoint callbacks write into, as Lightning will

@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "RunFolderError",
@@ -25,6 +26,7 @@ __all__ = [
     "mark_finished",
     "resolve_checkpoint",
     "run_finished",
+    "safe_load",
 ]
 
 LAST = "last.ckpt"
@@ -80,6 +82,36 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     return path
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load`` of a checkpoint that cannot run code: only tensors and plain containers are
+    unpickled (``weights_only=True``), on the CPU.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is not a file written by ``torch.save``, or if it holds other objects
+            (whose unpickling could run code: it is refused, and nothing in it ran).
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a checkpoint: expected a file written by torch.save "
+                         "(the .ckpt of `unlearning fit`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"checkpoint {str(path)!r} holds objects that cannot be loaded safely (only tensors and "
+                         "plain containers are allowed); it was refused and nothing in it ran") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 def _checkpoint_files(ckpt_dirs: Iterable[Path]) -> list[Path]:

@@ -36,7 +36,7 @@ from unlearning.metrics import (
 )
 from unlearning.modules.cost import CostAccounting, CostClock, world_size
 from unlearning.nets import build_net, net_spec
-from unlearning.runfolder import resolve_checkpoint
+from unlearning.runfolder import resolve_checkpoint, safe_load
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
 
@@ -54,7 +54,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ValueError: if it was not written by a module of this project.
     """
     path = resolve_checkpoint(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = safe_load(path)
     if META_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {str(path)!r} was not written by an unlearning module (no {META_KEY!r} entry)")
     return ckpt
