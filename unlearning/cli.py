@@ -310,7 +310,7 @@ def run() -> None:
     """
     try:
         main()
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as err:
         if os.environ.get("UNLEARNING_DEBUG"):
             raise
         print(f"unlearning: error: {_one_line(err)}", file=sys.stderr)

@@ -262,8 +262,40 @@ class EvaluatedModule(CostAccounting, LightningModule):
             },
         }
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Stop a run whose training loss (the step's output or any ``train/...`` value it logged)
+        became NaN or infinite, naming the step and the value.
+
+        Raises:
+            FloatingPointError: on a non-finite loss; no checkpoint of the diverged weights is written.
+        """
+        values = {}
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            values["loss"] = loss.detach()
+        for key, value in self.trainer.callback_metrics.items():
+            if key.startswith("train/") and isinstance(value, torch.Tensor) and value.numel() == 1:
+                values[key] = value.detach()
+        if values and not bool(torch.isfinite(torch.stack([v.float().reshape(()) for v in values.values()])).all()):
+            bad = {k: float(v) for k, v in values.items() if not math.isfinite(float(v))}
+            raise FloatingPointError(
+                f"{type(self).__name__}: the training loss became non-finite at step {self.global_step} "
+                f"(epoch {self.current_epoch}): {', '.join(f'{k} = {v}' for k, v in bad.items())}; stopped, "
+                "no checkpoint of these weights was written (try a lower learning rate)"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the network spec and cost beside the weights."""
+        """Store the network spec and cost beside the weights.
+
+        Raises:
+            FloatingPointError: if a weight is NaN or infinite (such a checkpoint is never written).
+        """
+        bad = [k for k, v in checkpoint.get("state_dict", {}).items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            step = f" at step {self.trainer.global_step}" if self._trainer is not None else ""
+            raise FloatingPointError(f"{type(self).__name__}: {len(bad)} weight tensor(s) are not finite "
+                                     f"(e.g. {bad[0]}){step}; no checkpoint written")
         self._tick()
         checkpoint[META_KEY] = self.checkpoint_meta()
         if self.trainer.training:
