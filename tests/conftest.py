@@ -60,6 +60,30 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def run_cli_here(*args: str) -> subprocess.CompletedProcess:
+    """Run the console script's entry point (``unlearning ARGS``) in this process, from the
+    repository root, with its exit code and what it printed: the same code path as
+    :func:`run_cli` without the seconds a new interpreter takes to import torch and Lightning."""
+    import contextlib
+    import io
+
+    from unlearning.cli import run
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv, cwd = sys.argv, os.getcwd()
+    sys.argv = ["unlearning", *args]
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(["unlearning", *args], code, out.getvalue(), err.getvalue())
+
+
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """All scalars of the TensorBoard event files under ``log_dir``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -7,14 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import quick_args, run_cli
-
-
-def test_help_lists_subcommands() -> None:
-    r = run_cli("--help")
-    assert r.returncode == 0
-    for sub in ("fit", "validate", "test", "score", "leaderboard", "tune"):
-        assert sub in r.stdout, sub
+from tests.conftest import quick_args, run_cli, run_cli_here
 
 
 def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> None:
@@ -33,7 +26,7 @@ def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> 
 
 
 def test_model_help_shows_documented_arguments() -> None:
-    r = run_cli("fit", "--model.help", "Classifier")
+    r = run_cli_here("fit", "--model.help", "Classifier")
     assert r.returncode == 0, r.stderr
     assert "--model.lr" in r.stdout
     assert "learning rate" in r.stdout.lower()
@@ -41,7 +34,7 @@ def test_model_help_shows_documented_arguments() -> None:
 
 
 def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
-    r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path),
+    r = run_cli_here("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path),
                 "--data.init_args.forget_fraction", "1.5")
     assert r.returncode != 0
     assert "unlearning: error: forget_fraction must be in (0, 1), got 1.5" in r.stderr
@@ -50,7 +43,7 @@ def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_missing_dataset_error_says_how_to_point_at_local_copy(tmp_path: Path) -> None:
-    r = run_cli("fit", "-c", "configs/cpu/original.yaml", *quick_args(tmp_path),
+    r = run_cli_here("fit", "-c", "configs/cpu/original.yaml", *quick_args(tmp_path),
                 "--data.init_args.root", str(tmp_path / "missing"))
     assert r.returncode != 0
     assert "--data.init_args.root" in r.stderr or "cifar10-jpeg" in r.stderr
@@ -128,7 +121,7 @@ def test_one_line_keeps_leading_dashes_of_a_plain_message() -> None:
     ],
 )
 def test_a_bad_key_or_value_is_one_line_naming_it(tmp_path: Path, override: list[str], expected: str) -> None:
-    r = run_cli("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path), *override)
+    r = run_cli_here("fit", "-c", "configs/toy/original.yaml", *quick_args(tmp_path), *override)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == f"unlearning: error: {expected} (see --help)", r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) <= 2 and "usage:" not in r.stderr  # no usage dump

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import quick_args, run_cli
+from tests.conftest import quick_args, run_cli_here
 
 
 def test_a_diverging_gradient_ascent_stops_naming_the_step(tmp_path: Path, tiny_toy_checkpoints: dict[str, Path]) -> None:
-    r = run_cli("fit", "-c", "configs/toy/unlearn/finetune.yaml", "--model", "NegGradPlus",
+    r = run_cli_here("fit", "-c", "configs/toy/unlearn/finetune.yaml", "--model", "NegGradPlus",
                 "--model.init_args.original", str(tiny_toy_checkpoints["original"]),
                 "--model.init_args.lr", "1e8", "--model.init_args.alpha", "0.01",
                 *quick_args(tmp_path, "diverged"), "--trainer.limit_train_batches", "8", "--trainer.max_epochs", "3")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import quick_args, run_cli
+from tests.conftest import quick_args, run_cli_here
 from unlearning.cli import SUBCOMMANDS, main
 from unlearning.runfolder import run_finished
 
@@ -39,7 +39,7 @@ def finished_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_repeated_fit_refuses_with_one_line_and_changes_nothing(finished_run: Path) -> None:
     before = _state(finished_run)
-    r = run_cli("fit", "-c", TOY, *quick_args(finished_run.parent, "orig"))
+    r = run_cli_here("fit", "-c", TOY, *quick_args(finished_run.parent, "orig"))
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("unlearning: error:")]
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
@@ -51,7 +51,7 @@ def test_a_repeated_fit_refuses_with_one_line_and_changes_nothing(finished_run: 
 def test_an_unfinished_run_is_resumed_with_ckpt_path_last(finished_run: Path) -> None:
     ckpt = finished_run / "checkpoints" / "last.ckpt"
     ckpt.with_name("last.ckpt.finished").unlink()  # what a killed fit leaves: no mark
-    r = run_cli("fit", "-c", TOY, *quick_args(finished_run.parent, "orig"))
+    r = run_cli_here("fit", "-c", TOY, *quick_args(finished_run.parent, "orig"))
     assert r.returncode == 2 and "did not finish" in r.stderr and "--ckpt_path last" in r.stderr, r.stderr[-2000:]
     steps = torch.load(ckpt, weights_only=True)["global_step"]
     main(["fit", "-c", TOY, *quick_args(finished_run.parent, "orig"), "--trainer.max_epochs", "4", "--ckpt_path", "last"])
@@ -74,10 +74,10 @@ def test_overwrite_replaces_the_run(finished_run: Path) -> None:
 def test_a_run_that_fails_before_training_leaves_nothing(finished_run: Path, tmp_path: Path) -> None:
     before = _state(finished_run)
     # fails after the Trainer has started (and opened its TensorBoard file), before any step
-    r = run_cli("fit", "-c", TOY, *quick_args(tmp_path, "orig"), "--ckpt_path", str(tmp_path / "missing.ckpt"))
+    r = run_cli_here("fit", "-c", TOY, *quick_args(tmp_path, "orig"), "--ckpt_path", str(tmp_path / "missing.ckpt"))
     assert r.returncode != 0 and "missing.ckpt" in r.stderr
     assert _state(finished_run) == before
-    r = run_cli("fit", "-c", TOY, *quick_args(tmp_path / "new", "run"), "--ckpt_path", str(tmp_path / "missing.ckpt"))
+    r = run_cli_here("fit", "-c", TOY, *quick_args(tmp_path / "new", "run"), "--ckpt_path", str(tmp_path / "missing.ckpt"))
     assert r.returncode != 0 and not (tmp_path / "new").exists()
 
 
@@ -87,20 +87,20 @@ def test_an_original_is_named_by_its_run_folder(finished_run: Path) -> None:
     ref = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     got = cli.model.net.state_dict()
     assert all(torch.equal(got[k[len("net."):]], v) for k, v in ref.items() if k.startswith("net."))
-    r = run_cli("fit", "-c", "configs/toy/unlearn/finetune.yaml", *quick_args(finished_run.parent, "un2"),
+    r = run_cli_here("fit", "-c", "configs/toy/unlearn/finetune.yaml", *quick_args(finished_run.parent, "un2"),
                 "--model.init_args.original", str(finished_run.parent))
     assert r.returncode == 2 and "a folder without checkpoints/last.ckpt" in r.stderr, r.stderr[-2000:]
 
 
 def test_help_names_the_program_and_every_subcommand_on_one_line() -> None:
-    r = run_cli("--help")
+    r = run_cli_here("--help")
     assert r.returncode == 0
     assert "machine unlearning" in r.stdout and "Lightning Trainer command line tool" not in r.stdout
     listed = dict(re.findall(r"^    (\w+) +(.+)$", r.stdout, flags=re.M))
     for name, line in SUBCOMMANDS.items():
         assert name in listed and line.startswith(listed[name]), (name, listed.get(name))
     for name in ("score", "leaderboard", "tune"):  # the project's own subcommands answer --help too
-        sub = run_cli(name, "--help")
+        sub = run_cli_here(name, "--help")
         assert sub.returncode == 0 and "usage" in sub.stdout.lower(), sub.stderr[-1000:]
 
 

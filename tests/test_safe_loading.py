@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import quick_args, run_cli
+from tests.conftest import quick_args, run_cli_here
 
 
 class _Payload:
@@ -37,7 +37,7 @@ def test_a_malicious_checkpoint_is_refused_as_original_and_as_ckpt_path(tmp_path
         ["-c", "configs/toy/unlearn/finetune.yaml", "--model.init_args.original", str(path)],
         ["-c", "configs/toy/original.yaml", "--ckpt_path", str(path)],
     ):
-        r = run_cli("fit", *args, *quick_args(tmp_path / "out"))
+        r = run_cli_here("fit", *args, *quick_args(tmp_path / "out"))
         assert r.returncode == 2, r.stderr[-2000:]
         line = r.stderr.strip().splitlines()[-1]
         assert line == (f"unlearning: error: checkpoint {str(path)!r} holds objects that cannot be loaded safely "
@@ -50,7 +50,7 @@ def test_a_malicious_checkpoint_is_refused_as_original_and_as_ckpt_path(tmp_path
 def test_a_file_that_is_no_checkpoint_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "x.ckpt"
     bad.write_text("101 not a checkpoint\n")
-    r = run_cli("fit", "-c", "configs/toy/unlearn/finetune.yaml", "--model.init_args.original", str(bad),
+    r = run_cli_here("fit", "-c", "configs/toy/unlearn/finetune.yaml", "--model.init_args.original", str(bad),
                 *quick_args(tmp_path / "out"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
