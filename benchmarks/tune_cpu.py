@@ -41,13 +41,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--write", action="store_true", help="write the best values into the method configs")
     p.add_argument("--output_dir", default="runs/tune/cpu")
     p.add_argument("--out", default="benchmarks/results/tune_cpu")
+    p.add_argument("--fresh", action="store_true",
+                   help="write only this run's methods (default: keep the other methods' rows of an earlier run)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's); use the oracles' setting, as cost is a ratio of times")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     names = args.methods or sorted(f.name.removesuffix(".space.yaml") for f in METHODS.glob("*.space.yaml"))
+    out = Path(args.out)
     results: dict[str, dict[str, Any]] = {}
+    if not args.fresh and out.with_suffix(".json").is_file():  # earlier runs' methods keep their rows
+        results = {k: v for k, v in json.loads(out.with_suffix(".json").read_text())["methods"].items()
+                   if k not in names}
     start = time.perf_counter()
     for name in names:
         cfg = METHODS / f"{name}.yaml"
@@ -76,21 +82,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = "\n".join(lines)
     header = (
         "# Tuning the score presets on the CPU preset\n\n"
-        f"`unlearning tune` (Optuna TPE), {args.n_trials} completed trials per method, each the final score of "
+        "`unlearning tune` (Optuna TPE), the completed trials per method in the table, each the final score of "
         f"N = {args.n} runs against {args.n} oracles (and {args.n} more for the ceiling), on seeds "
         f"1000..{1000 + 2 * args.n - 1}: disjoint from the reporting seeds 0..31, so no reported model took part. "
         "Trial 0 is the config as it was before tuning (the point to beat); a trial over the cost limit scores 0. "
         "Scores at this N are noisy (a few hundredths): the values chosen are a search on few runs, not a "
         "guarantee; the leaderboard at N = 16 on the reporting seeds says what they are worth.\n\n"
-        f"Produced by `python benchmarks/tune_cpu.py --n_trials {args.n_trials} --n {args.n}"
+        f"Last run: `python benchmarks/tune_cpu.py --n_trials {args.n_trials} --n {args.n}"
         f"{' --methods ' + ' '.join(names) if args.methods else ''}{f' --threads {args.threads}' if args.threads else ''}"
         f"{' --write' if args.write else ''}` in {wall / 60:.1f} min on {platform.machine()} "
         f"({torch.get_num_threads()} torch threads), torch {torch.__version__}.\n\n"
     )
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(header + table + "\n")
-    payload = {"wall_s": wall, "n_trials": args.n_trials, "n_models": args.n, "methods": results}
+    payload = {"wall_s": wall, "n_trials": args.n_trials, "n_models": args.n, "last_run": names, "methods": results}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print()
     print(table)
