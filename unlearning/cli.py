@@ -184,13 +184,16 @@ class UnlearningCLI(LightningCLI):
         return trainer
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the hyperparameters of a --ckpt_path file here, with torch's own
-        # message for a file it refuses; check it first, with one naming the file
-        sub = self.config.get("subcommand")
-        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            safe_load(ckpt_path)
-        super()._parse_ckpt_path()
+        # LightningCLI reads the hyperparameters of a --ckpt_path file here (weights_only), with
+        # torch's own message for a file it refuses; on a failure, safe_load says it naming the file
+        try:
+            super()._parse_ckpt_path()
+        except Exception:
+            sub = self.config.get("subcommand")
+            ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+            if ckpt_path and Path(ckpt_path).is_file():
+                safe_load(ckpt_path)
+            raise
 
     def _run_dirs(self) -> tuple[Path, list[Path]]:
         """The run's folder and the folders its checkpoint callbacks write into, as Lightning will
@@ -218,9 +221,9 @@ class UnlearningCLI(LightningCLI):
                 before.restore()  # a run that failed before it trained leaves nothing
             raise
         if subcommand == "fit" and self.trainer.is_global_zero and not self.trainer.interrupted:
-            for d in ckpt_dirs:
-                if (d / "last.ckpt").is_file():
-                    mark_finished(d / "last.ckpt")
+            for last in {d.absolute() / "last.ckpt" for d in ckpt_dirs}:  # both callbacks share a folder
+                if last.is_file():
+                    mark_finished(last)
 
 
 def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> Any:

@@ -46,10 +46,8 @@ def stage_checkpoint(config: str | Path, overrides: Sequence[str] = ()) -> Path:
     return Path(save_dir) / name / "checkpoints" / "last.ckpt"
 
 
-def stage_finished(ckpt: Path) -> bool:
-    """Whether ``ckpt`` is the checkpoint of a fit that ran to its end (not one a killed or
-    crashed run left behind); ``unlearning fit`` marks it when it finishes."""
-    return run_finished(ckpt)
+#: whether a stage's ``last.ckpt`` is that of a fit that ran to its end (``unlearning fit`` marks it)
+stage_finished = run_finished
 
 
 def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = True) -> Path:

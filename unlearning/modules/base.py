@@ -264,11 +264,14 @@ class EvaluatedModule(CostAccounting, LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Stop a run whose training loss (the step's output or any ``train/...`` value it logged)
-        became NaN or infinite, naming the step and the value.
+        became NaN or infinite, naming the step and the value; checked every ``log_every_n_steps``
+        steps (a checkpoint of non-finite weights is refused in any case, see :meth:`on_save_checkpoint`).
 
         Raises:
             FloatingPointError: on a non-finite loss; no checkpoint of the diverged weights is written.
         """
+        if self.global_step % max(1, self.trainer.log_every_n_steps):
+            return  # checked when the values are logged: no device sync in every step
         values = {}
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
