@@ -12,8 +12,12 @@ Layout::
 A seed's folder is filled under a temporary name and renamed into place once everything in it is
 written: a folder with the final name is always complete, so a killed run leaves only temporary
 folders, which the next run on the same host removes, and several processes (or machines sharing
-the folder) can fill one cache. Why by hand: Lightning checkpoints one run; no maintained library
-we know of caches whole trainings by recipe and seed.
+the folder) can fill one cache. A process trains a seed only while it holds the seed's claim,
+``<kind>-<key>/.seed-0007.lock``, an operating-system file lock (``filelock``): no two processes
+train the same model at once, and the lock of a killed process is released with it, so the next
+one takes the model over. (On a network file system without working ``flock``, two machines may
+train the same seed; the rename still keeps exactly one, complete.) Why by hand: Lightning
+checkpoints one run; no maintained library we know of caches whole trainings by recipe and seed.
 """
 
 from __future__ import annotations
@@ -135,6 +139,25 @@ class RecipeCache:
             parts = tmp.name[len(_TMP_PREFIX) :].split("@")
             if len(parts) == 3 and parts[1] == host and parts[0].isdigit() and not _pid_alive(int(parts[0])):
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def claim(self, seed: int, wait: bool = False) -> Iterator[bool]:
+        """Hold the claim of ``seed`` for the block: yields ``True`` when this process holds it,
+        ``False`` when another live process does (only with ``wait=False``; with ``wait=True`` the
+        block waits until that process finishes or dies)."""
+        from filelock import FileLock, Timeout
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.dir / f".seed-{seed:04d}.lock", timeout=-1 if wait else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def writing(self, seed: int) -> Iterator[Path]:

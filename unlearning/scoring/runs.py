@@ -66,12 +66,16 @@ def load_stage_config(path: str | Path, what: str) -> dict[str, Any]:
 
 def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any]) -> dict[str, Any]:
     """What determines a stage's model apart from the seed: its model and trainer settings (less
-    logging, placement and paths set by the score run), its extra arguments and the data."""
+    logging, placement and paths set by the score run), its extra arguments, the data and the
+    digests of the code that trains it (:func:`~unlearning.scoring.code.code_identity`)."""
+    from unlearning.scoring.code import code_digests, code_identity
+
     trainer = {k: v for k, v in (cfg.get("trainer") or {}).items() if k not in _TRAINER_COSMETIC}
     model = dict(cfg["model"]) if isinstance(cfg["model"], dict) else {"value": cfg["model"]}
     if isinstance(model.get("init_args"), dict):
         model["init_args"] = {k: v for k, v in model["init_args"].items() if k not in _MODEL_COSMETIC}
-    return {"model": model, "trainer": trainer, "args": list(args), "data": data_recipe(data)}
+    return {"model": model, "trainer": trainer, "args": list(args), "data": data_recipe(data),
+            "code": code_digests(code_identity(cfg, data))}
 
 
 def data_recipe(data: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from unlearning.metrics.forgetting import (
 )
 from unlearning.metrics.klom import klom
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
+from unlearning.scoring.code import code_identity
 from unlearning.scoring.runs import (
     checkpoint_identity,
     complete_evaluation,
@@ -199,6 +200,11 @@ def run_score(
     if stage_caches:
         method_recipe["stages"] = {arg: c.key for arg, (c, _, _) in stage_caches.items()}
     methods = RecipeCache(cache_root, "method", method_recipe)
+    code = {"oracle": code_identity(oracle_cfg, data), "method": code_identity(method_cfg, data)}
+    if orig_cache is not None:
+        code["original"] = code_identity(load_stage_config(original, "original"), data)
+    for arg, (_, _, cfg_path) in stage_caches.items():
+        code[f"stage {arg}"] = code_identity(load_stage_config(cfg_path, f"stage {arg!r}"), data)
 
     # What this process trains: the shard's oracles and method runs (and the original they need).
     jobs: list[tuple[str, RecipeCache, int, str, list[str]]] = []
@@ -214,27 +220,54 @@ def run_score(
     for c in {id(c): c for _, c, *_ in jobs}.values():
         c.clean_stale()
 
+    def _job_args(kind: str, args: list[str]) -> list[str]:
+        if kind in ("method", "stage"):
+            args = [*args, "--model.init_args.original", str(_original_checkpoint(original, orig_cache, orig_seed))]
+        if kind == "method":
+            args += ["--model.init_args.oracle", "null"]
+            for arg, (c, stage_seed, _) in stage_caches.items():
+                run = c.get(stage_seed)
+                if run is None:
+                    raise FileNotFoundError(f"stage {arg!r} is not in the cache")  # pragma: no cover
+                args += [f"--model.init_args.{arg}", str(run.checkpoint)]
+        return args
+
     trained: list[str] = []
     t_train = time.perf_counter()
     bar = _progress(len(jobs), progress)
+
+    def ready(kind: str) -> bool:
+        """Whether what a job starts from (the original, the one-time stages) is in the cache."""
+        if kind in ("method", "stage") and orig_cache is not None and orig_cache.get(orig_seed) is None:
+            return False
+        return kind != "method" or all(c.get(s) is not None for c, s, _ in stage_caches.values())
+
+    # Claimed one at a time: a model another process is training is put off, and once nothing
+    # else is left this process waits for that claim (and trains the model if its holder died).
+    pending, wait = jobs, False
     try:
-        for kind, cache, seed, cfg_path, args in jobs:
-            bar.set_postfix_str(f"{kind} seed {seed}")
-            if kind in ("method", "stage"):
-                ckpt = _original_checkpoint(original, orig_cache, orig_seed)
-                args = [*args, "--model.init_args.original", str(ckpt)]
-            if kind == "method":
-                args += ["--model.init_args.oracle", "null"]
-                for arg, (c, stage_seed, _) in stage_caches.items():
-                    run = c.get(stage_seed)
-                    if run is None:
-                        raise FileNotFoundError(f"stage {arg!r} is not in the cache")  # pragma: no cover
-                    args += [f"--model.init_args.{arg}", str(run.checkpoint)]
-            if cache.get(seed) is None:  # another process may have finished it meanwhile
-                with cache.writing(seed) as tmp:
-                    train_cached_model(cfg_path, data, seed, args, tmp, evaluate=kind != "stage")
-                trained.append(f"{kind}-{cache.key}/seed-{seed:04d}")
-            bar.update(1)
+        while pending:
+            put_off = []
+            for job in pending:
+                kind, cache, seed, cfg_path, args = job
+                if not ready(kind):
+                    put_off.append(job)
+                    continue
+                with cache.claim(seed, wait=wait and not put_off) as held:
+                    if not held:
+                        put_off.append(job)
+                        continue
+                    if cache.get(seed) is None:  # not finished by another process meanwhile
+                        bar.set_postfix_str(f"{kind} seed {seed}")
+                        with cache.writing(seed) as tmp:
+                            train_cached_model(cfg_path, data, seed, _job_args(kind, args), tmp,
+                                               evaluate=kind != "stage")
+                        trained.append(f"{kind}-{cache.key}/seed-{seed:04d}")
+                bar.update(1)
+            if wait and len(put_off) == len(pending):
+                raise RuntimeError(f"score: no model of {len(pending)} left could be trained "  # pragma: no cover
+                                   f"(first: {pending[0][0]} seed {pending[0][2]})")
+            pending, wait = put_off, True
     finally:
         bar.close()
     train_s = time.perf_counter() - t_train
@@ -273,6 +306,7 @@ def run_score(
         cache={"dir": str(cache_root), "oracle": oracles.dir.name, "method": methods.dir.name,
                "original": orig_cache.dir.name if orig_cache is not None else str(original)},
         config=config or {},
+        code=code,
         finished=now(),
         versions=_versions(),
     )
