@@ -23,6 +23,11 @@ def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> 
         out = r.stdout + r.stderr
         for noise in ("💡", "Tip:", "eval mode", "LeafSpec"):
             assert noise not in out, (noise, out[-2000:])
+    # -v, anywhere on the command line, brings Lightning's own lines back (the filter is what hid them)
+    loud = run_cli("fit", "-v", "-c", "configs/toy/unlearn/finetune.yaml", *quick_args(tmp_path, "loud"),
+                   "--model.init_args.original", str(ckpt))
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert "LeafSpec" in loud.stdout + loud.stderr, loud.stderr[-2000:]
 
 
 def test_model_help_shows_documented_arguments() -> None:

@@ -15,6 +15,7 @@ import torch
 
 from tests.conftest import quick_args, run_cli_here
 from unlearning.cli import SUBCOMMANDS, main
+from unlearning.methods import Finetune
 from unlearning.runfolder import run_finished
 
 TOY = "configs/toy/original.yaml"
@@ -58,6 +59,28 @@ def test_an_unfinished_run_is_resumed_with_ckpt_path_last(finished_run: Path) ->
     resumed = torch.load(ckpt, weights_only=True)
     assert resumed["global_step"] == 2 * steps  # it went on from epoch 2, it did not restart
     assert run_finished(ckpt)
+
+
+class _OneTimePrePass(Finetune):
+    """A method whose on_train_start would change the weights: it must not resume."""
+
+    resumable = False
+
+
+def test_a_method_that_cannot_resume_refuses_ckpt_path_last(finished_run: Path, tmp_path: Path) -> None:
+    cfg = "configs/toy/unlearn/finetune.yaml"
+    method = [*quick_args(tmp_path, "m"), "--model.init_args.original", str(finished_run),
+              "--model.class_path", f"{__name__}._OneTimePrePass"]
+    main(["fit", "-c", cfg, *method])
+    ckpt = tmp_path / "m" / "checkpoints" / "last.ckpt"
+    ckpt.with_name("last.ckpt.finished").unlink()
+    before = ckpt.read_bytes()
+    r = run_cli_here("fit", "-c", cfg, *method, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        "unlearning: error: _OneTimePrePass cannot resume an interrupted fit: its on_train_start changes the weights "
+        "or keeps state outside the checkpoint; start the run over with --overwrite true"], r.stderr[-2000:]
+    assert ckpt.read_bytes() == before
 
 
 def test_overwrite_replaces_the_run(finished_run: Path) -> None:

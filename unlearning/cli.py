@@ -36,8 +36,11 @@ __all__ = ["OWN_SUBCOMMANDS", "SUBCOMMANDS", "UnlearningArgumentParser", "Unlear
 DESCRIPTION = (
     "unlearning: machine unlearning on image classifiers. Train an original model and its "
     "retrain-from-scratch oracle, run unlearning methods, and score how close each gets to the "
-    "oracle and at what cost. Every subcommand takes a YAML config (-c FILE) and dotted overrides."
+    "oracle and at what cost. Every subcommand takes a YAML config (-c FILE) and dotted overrides; "
+    "-v (or UNLEARNING_DEBUG=1) shows Lightning's own tips and warnings, which are hidden otherwise."
 )
+#: the flag (anywhere on the command line) that keeps Lightning's tips and warnings
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 #: one line of help per subcommand, in the order ``unlearning --help`` lists them
 SUBCOMMANDS = {
@@ -237,14 +240,24 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
     Returns:
         The :class:`UnlearningCLI` instance (for ``score``, ``leaderboard`` and ``tune``: what they return).
     """
-    silence_lightning_noise()
     argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and any(a in VERBOSE_FLAGS for a in argv):
+        argv = args = [a for a in argv if a not in VERBOSE_FLAGS]
+        os.environ["UNLEARNING_VERBOSE"] = "1"
+    if not verbose():
+        silence_lightning_noise()
     if isinstance(argv, list) and argv[:1] and argv[0] in OWN_SUBCOMMANDS:
         import importlib
 
         module, _, fn = OWN_SUBCOMMANDS[argv[0]].partition(":")
         return getattr(importlib.import_module(module), fn)(argv[1:])
     return _cli(args, run, save_config)
+
+
+def verbose() -> bool:
+    """Whether Lightning's own output is kept: ``-v`` was given, or ``UNLEARNING_DEBUG`` or
+    ``UNLEARNING_VERBOSE`` is set."""
+    return bool(os.environ.get("UNLEARNING_VERBOSE") or os.environ.get("UNLEARNING_DEBUG"))
 
 
 def _cli(args: ArgsType, run: bool, save_config: bool) -> UnlearningCLI:

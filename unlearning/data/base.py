@@ -206,7 +206,13 @@ class UnlearningDataModule(LightningDataModule):
         streams, mode = self.requested_streams()
         module: Any = self.trainer.lightning_module if self.trainer is not None else None
         options = dict(getattr(module, "stream_options", None) or {})
-        return CombinedLoader({s: self.stream_loader(s, train=True, **options.get(s, {})) for s in streams}, mode=mode)
+        loaders = {s: self.stream_loader(s, train=True, **options.get(s, {})) for s in streams}
+        for loader in loaders.values():  # shuffled by epoch: a resumed fit shuffles as the uninterrupted one
+            loader.epoch = self._current_epoch
+        return CombinedLoader(loaders, mode=mode)
+
+    def _current_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def _eval_loaders(self) -> list[TensorLoader]:
         return [self.stream_loader(s, train=False) for s in self.eval_streams]

@@ -37,11 +37,16 @@ class TensorLoader:
         batch_size: examples per batch (per rank).
         transform: applied to each batch of inputs (augmentation, normalisation).
         shuffle: draw a new seeded permutation at every pass (training) or keep ``indices``' order.
-        seed: seed of the permutations; pass ``k`` uses ``seed`` and ``k``.
+        seed: seed of the permutations: with ``epoch``, pass ``k`` of epoch ``e`` uses ``seed``,
+            ``e`` and ``k`` (the first pass ``seed`` and ``e``); without, ``seed`` and the count of
+            passes so far.
         drop_last: drop a final partial batch.
         drop_single: drop a final batch of a single example when shuffling, since BatchNorm cannot
             train on it (``False`` for modules that must see every example, e.g. with BatchNorm
             frozen).
+        epoch: returns the trainer's current epoch (or ``None`` outside a fit), asked at the start
+            of every pass: the permutations then depend on the epoch, not on how many passes this
+            process made, so that a fit resumed at epoch ``e`` shuffles as the uninterrupted one.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class TensorLoader:
         seed: int = 0,
         drop_last: bool = False,
         drop_single: bool = True,
+        epoch: Callable[[], int | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -67,6 +73,9 @@ class TensorLoader:
         self.drop_last = drop_last
         self.drop_single = drop_single
         self.passes = 0
+        self.epoch = epoch
+        self._last_epoch: int | None = None
+        self._epoch_passes = 0
         #: the rows of ``x`` this rank reads in the current pass, in order (batch ``b`` is
         #: ``order[b * batch_size : (b + 1) * batch_size]``)
         self.order: torch.Tensor | None = None
@@ -99,7 +108,15 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(hash((self.seed, self.passes)) & 0x7FFF_FFFF_FFFF_FFFF)
+            epoch = self.epoch() if self.epoch is not None else None
+            if epoch != self._last_epoch:
+                self._last_epoch, self._epoch_passes = epoch, 0
+            if epoch is None:
+                key: tuple[int, ...] = (self.seed, self.passes)
+            else:  # an epoch's first pass is keyed as pass e of a loader that makes one pass per epoch
+                key = (self.seed, int(epoch)) if self._epoch_passes == 0 else (self.seed, int(epoch), self._epoch_passes)
+            self._epoch_passes += 1
+            g = torch.Generator().manual_seed(hash(key) & 0x7FFF_FFFF_FFFF_FFFF)
             order = self.indices[torch.randperm(self.indices.numel(), generator=g)]
         else:
             order = self.indices

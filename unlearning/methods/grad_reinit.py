@@ -36,6 +36,8 @@ class GradientReinit(UnlearnModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("retain",)
+    #: its on_train_start re-initialises weights and installs gradient masks: a resumed fit would do it again
+    resumable: ClassVar[bool] = False
     extra_streams: ClassVar[tuple[str, ...]] = ("forget",)
 
     def __init__(

@@ -46,6 +46,8 @@ class KLUniformContrastive(UnlearnModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("retain", "forget")
+    #: its on_train_start runs the KL-to-uniform stage on the weights: a resumed fit would do it again
+    resumable: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -104,6 +104,8 @@ class StreamingForget(UnlearnModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("forget",)
+    #: its anchors and Fisher weights are taken from the weights in on_train_start: a resumed fit would do it again
+    resumable: ClassVar[bool] = False
     extra_streams: ClassVar[tuple[str, ...]] = ("val",)
     uses_original = True
 

@@ -35,12 +35,15 @@ from unlearning.metrics import (
     simple_mia,
 )
 from unlearning.modules.cost import CostAccounting, CostClock, world_size
+from unlearning.modules.resume import rng_states, set_rng_states
 from unlearning.nets import build_net, net_spec
 from unlearning.runfolder import resolve_checkpoint, safe_load
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
 
 META_KEY = "unlearning"
+#: the checkpoint entry of the random generators' states (:mod:`unlearning.modules.resume`)
+RNG_KEY = "unlearning_rng"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -143,6 +146,11 @@ class EvaluatedModule(CostAccounting, LightningModule):
             ``CombinedLoader`` mode: ``max_size_cycle``, ``min_size``, ``max_size``).
         extra_streams: streams the module reads only through :meth:`stream` or :meth:`cycle`
             (a pre-pass, a pool of reference batches), not delivered at every step.
+        resumable: whether an interrupted fit may continue from its last checkpoint
+            (``--ckpt_path last``). ``False`` for a module whose ``on_train_start`` changes the
+            weights or keeps state outside the checkpoint (a re-initialisation, a first stage of
+            its own, anchors taken from the weights): resumed, it would run that again on
+            half-trained weights, so the fit refuses and the run is started over.
 
     Args:
         num_classes: number of classes of the data.
@@ -157,6 +165,7 @@ class EvaluatedModule(CostAccounting, LightningModule):
     #: whether evaluation measures a classifier (``False`` for a stage that trains something else,
     #: e.g. a hypernetwork)
     evaluated: ClassVar[bool] = True
+    resumable: ClassVar[bool] = True
 
     def __init__(self, num_classes: int = 10, log_distributions: bool = True, mia_seed: int = 0) -> None:
         super().__init__()
@@ -302,13 +311,26 @@ class EvaluatedModule(CostAccounting, LightningModule):
         self._tick()
         checkpoint[META_KEY] = self.checkpoint_meta()
         if self.trainer.training:
+            checkpoint[RNG_KEY] = rng_states()
             self._start_clock()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the cost of a resumed run, and the reference's cost."""
+        """Restore the cost of a resumed run, the reference's cost and the random generators.
+
+        Raises:
+            ValueError: when a fit would resume a module that is not :attr:`resumable`.
+        """
         meta = checkpoint.get(META_KEY, {})
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if fitting and not self.resumable:
+            raise ValueError(
+                f"{type(self).__name__} cannot resume an interrupted fit: its on_train_start changes the "
+                "weights or keeps state outside the checkpoint; start the run over with --overwrite true"
+            )
         self.cost.update(meta.get("cost", {}))
         self.reference_cost.update(meta.get("reference_cost", {}))
+        if fitting and RNG_KEY in checkpoint:
+            set_rng_states(checkpoint[RNG_KEY])
 
     # ---- evaluation -----------------------------------------------------------------------
     def _eval_streams(self) -> tuple[str, ...]:

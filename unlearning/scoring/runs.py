@@ -86,7 +86,13 @@ def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence Lightning's per-run info lines and known warnings (the score shows a progress bar)."""
+    """Silence Lightning's per-run info lines and known warnings (the score shows a progress bar);
+    nothing is silenced with ``-v`` or ``UNLEARNING_DEBUG=1``."""
+    from unlearning.cli import verbose
+
+    if verbose():
+        yield
+        return
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

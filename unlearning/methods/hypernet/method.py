@@ -78,6 +78,8 @@ class HypernetUnlearn(UnlearnModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("forget",)
+    #: its on_train_start writes the hypernetwork's answer into the weights: a resumed fit would do it again
+    resumable: ClassVar[bool] = False
     extra_streams: ClassVar[tuple[str, ...]] = ("val",)
     stages: ClassVar[dict[str, str]] = {"hypernet": "unlearning.methods.hypernet.HypernetTrainer"}
     uses_original = True
