@@ -189,14 +189,19 @@ class UnlearningCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the hyperparameters of a --ckpt_path file here (weights_only), with
         # torch's own message for a file it refuses; on a failure, safe_load says it naming the file
+        from unlearning.runfolder import check_checkpoint_network, configured_network
+
+        sub = self.config.get("subcommand")
+        given = configured_network(self.config[sub]) if sub else None
         try:
             super()._parse_ckpt_path()
         except Exception:
-            sub = self.config.get("subcommand")
             ckpt_path = self.config[sub].get("ckpt_path") if sub else None
             if ckpt_path and Path(ckpt_path).is_file():
                 safe_load(ckpt_path)
             raise
+        if sub:  # the checkpoint's hyperparameters replaced the config's network: it must be the same
+            check_checkpoint_network(self.config[sub].get("ckpt_path"), given, configured_network(self.config[sub]))
 
     def _run_dirs(self) -> tuple[Path, list[Path]]:
         """The run's folder and the folders its checkpoint callbacks write into, as Lightning will
@@ -211,6 +216,10 @@ class UnlearningCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         run_dir, ckpt_dirs = self._run_dirs()
         if subcommand == "fit" and self.trainer.is_global_zero:
+            from unlearning.utils import check_writable
+
+            for folder in dict.fromkeys([run_dir, *ckpt_dirs]):  # before anything is written
+                check_writable(folder, "run folder" if folder == run_dir else "checkpoint folder")
             cfg = self.config_init[subcommand]
             if cfg.get("overwrite"):
                 clear_run_folder(run_dir, ckpt_dirs)
@@ -320,13 +329,13 @@ def _reason(message: str) -> str:
 def run() -> None:
     """Console-script entry point.
 
-    Errors in what the user asked for (a bad split spec, a missing dataset or checkpoint) are
-    printed as one line, ``unlearning: error: ...``, with exit status 2; set
-    ``UNLEARNING_DEBUG=1`` to get the traceback instead.
+    Errors in what the user asked for (a bad split spec, a missing dataset or checkpoint, a folder
+    that cannot be written) are printed as one line, ``unlearning: error: ...``, with exit status
+    2; set ``UNLEARNING_DEBUG=1`` to get the traceback instead.
     """
     try:
         main()
-    except (ValueError, FileNotFoundError, TypeError, FloatingPointError) as err:
+    except (ValueError, OSError, TypeError, FloatingPointError) as err:
         if os.environ.get("UNLEARNING_DEBUG"):
             raise
         print(f"unlearning: error: {_one_line(err)}", file=sys.stderr)

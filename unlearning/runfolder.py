@@ -19,8 +19,10 @@ from typing import Any
 
 __all__ = [
     "RunFolderError",
+    "check_checkpoint_network",
     "check_run_folder",
     "clear_run_folder",
+    "configured_network",
     "finished_marker",
     "Snapshot",
     "mark_finished",
@@ -80,7 +82,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
             f"{str(path)!r} is a folder without {CHECKPOINTS}/{LAST}: expected a .ckpt file or the run folder of `unlearning fit`"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: expected a .ckpt file or the run "
+                                "folder of `unlearning fit`")
     return path
 
 
@@ -112,6 +115,40 @@ def safe_load(path: str | Path) -> Any:
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{str(path)!r} is not a readable checkpoint ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def configured_network(config: Any) -> tuple[str, dict[str, Any]] | None:
+    """The network a subcommand's config builds, ``(class name, init arguments)``, from its
+    ``model.init_args.net`` (or ``net_spec``); ``None`` when the config names none."""
+    as_dict = config.as_dict() if hasattr(config, "as_dict") else config
+    init = ((as_dict or {}).get("model") or {}).get("init_args") or {}
+    net = init.get("net") or init.get("net_spec")
+    if not isinstance(net, dict) or not isinstance(net.get("class_path"), str):
+        return None
+    return net["class_path"].rpartition(".")[2], dict(net.get("init_args") or {})
+
+
+def check_checkpoint_network(ckpt_path: str | Path, given: tuple[str, dict[str, Any]] | None,
+                             found: tuple[str, dict[str, Any]] | None) -> None:
+    """Refuse a ``--ckpt_path`` whose network (``found``, what its hyperparameters put in the
+    config) is not the one the config gives (``given``): LightningCLI would build the checkpoint's
+    network instead, silently, and fail later on the data or train another model than configured.
+
+    Raises:
+        ValueError: naming the checkpoint, its network and the config's.
+    """
+    if given is None or found is None:
+        return
+    differ = [k for k in sorted(set(given[1]) & set(found[1])) if given[1][k] != found[1][k]]
+    if given[0] == found[0] and not differ:
+        return
+
+    def show(net: tuple[str, dict[str, Any]]) -> str:
+        args = differ if given[0] == found[0] else sorted(net[1])
+        return f"{net[0]}({', '.join(f'{k}={net[1][k]!r}' for k in args)})"
+
+    raise ValueError(f"checkpoint {str(ckpt_path)!r} holds a {show(found)} network: expected the config's "
+                     f"{show(given)} (--model.init_args.net); give a checkpoint of that network, or its own config")
 
 
 def _checkpoint_files(ckpt_dirs: Iterable[Path]) -> list[Path]:

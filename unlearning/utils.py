@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "silence_lightning_noise"]
+__all__ = ["atomic_path", "check_writable", "silence_lightning_noise", "write_error"]
 
 
 @contextlib.contextmanager
@@ -17,15 +18,68 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     Readers never see a half-written file: they find the old file or the complete new one. On an
     error the temporary file is removed and ``path`` is left as it was.
+
+    Raises:
+        OSError: when the file cannot be written (a full disk, a read-only folder): one line that
+            names ``path`` (the operating system's own error, e.g. a failed ``write``, names no
+            file), with the original ``errno``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: what a folder needs for a write that failed with this errno
+_NEEDS = {
+    errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free space in this user's disk quota",
+    errno.EACCES: "a folder this user can write to", errno.EPERM: "a folder this user can write to",
+    errno.EROFS: "a folder on a writable file system",
+}
+
+
+def write_error(path: str | Path, err: OSError) -> OSError:
+    """The error of a failed write of ``path``, as one line naming the file and what it needs.
+
+    The returned error is of the same class as ``err`` (e.g. ``PermissionError``) with the same
+    ``errno``; its message is the whole of its text.
+    """
+    reason = err.strerror or str(err) or type(err).__name__
+    needs = _NEEDS.get(err.errno, "a writable folder with free space")
+    message = f"cannot write {str(path)!r}: {reason}: expected {needs}; nothing was written under that name"
+    try:
+        new = type(err)(message)
+    except TypeError:  # an OSError subclass with a constructor of its own
+        new = OSError(message)
+    new.errno = err.errno
+    return new
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail early, before any work, when ``path`` (a folder to be written, existing or not) could
+    not be created or written: its nearest existing ancestor must be a folder this user can write
+    to (and enter).
+
+    Raises:
+        PermissionError: naming ``what``, ``path`` and the read-only folder.
+        NotADirectoryError: if ``path`` or an ancestor is a file.
+    """
+    path = Path(path)
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{what} {str(path)!r}: {str(existing)!r} is a file: expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it is" if existing == path.absolute() else f"{str(existing)!r} is"
+        raise PermissionError(f"{what} {str(path)!r} is not writable ({where} read-only for this user): "
+                              "expected a folder this user can write to")
 
 
 class _DropTips:

@@ -109,7 +109,8 @@ class UnlearningDataModule(LightningDataModule):
         if self.split is not None:
             return
         arrays = self.load_arrays()
-        index = load_index_file(self.forget_index_file) if self.forget_index_file else None
+        index = (load_index_file(self.forget_index_file, num_train=int(arrays.train_y.shape[0]))
+                 if self.forget_index_file else None)
         self.split = make_split(
             arrays.train_y,
             int(arrays.heldout_y.shape[0]),

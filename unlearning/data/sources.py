@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,28 +75,58 @@ def _from_arrays(a: ImageArrays) -> dict:
 
 
 def _list_split(root: Path, split: str) -> tuple[list[Path], list[str]]:
+    """The image files of ``root/split/<class>/`` in class order, and the class names.
+
+    Raises:
+        ValueError: if the split has no class folder, a class folder holds no image, or a file in
+            a class folder is not an image (by its suffix; hidden files such as ``.DS_Store`` are
+            skipped), naming the folder or the file.
+    """
     split_dir = root / split
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"image folder {str(root)!r}: {split}/ has no class folder: expected {split}/<class>/*.jpg")
+    suffixes = ", ".join(sorted(_IMAGE_SUFFIXES))
     files = []
     for c in classes:
-        files += sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        found = sorted(p for p in (split_dir / c).iterdir() if p.is_file() and not p.name.startswith("."))
+        other = [p for p in found if p.suffix.lower() not in _IMAGE_SUFFIXES]
+        if other:
+            raise ValueError(f"image folder {str(root)!r}: {str(other[0])!r} is not an image: expected only "
+                             f"image files ({suffixes}) in {split}/<class>/")
+        if not found:
+            raise ValueError(f"image folder {str(root)!r}: {split}/{c}/ holds no image: expected image files "
+                             f"({suffixes}) in every class folder")
+        files += found
     return files, classes
 
 
 def _decode(path: Path) -> np.ndarray:
+    """The RGB pixels of an image file.
+
+    Raises:
+        ValueError: if the file cannot be decoded as an image, naming it.
+    """
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, ... for a bad file
+        text = str(err).splitlines()[0] if str(err) else ""
+        reason = type(err).__name__ if not text or str(path) in text else text
+        raise ValueError(f"image {str(path)!r} cannot be decoded ({reason}): expected a readable image file "
+                         f"({', '.join(sorted(_IMAGE_SUFFIXES))})") from None
 
 
 def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
     train_files, train_classes = _list_split(root, "train")
     test_files, test_classes = _list_split(root, "test")
     if train_classes != test_classes:
-        raise ValueError(f"image folder {str(root)!r}: train/ and test/ hold different classes")
-    if not train_files or not test_files:
-        raise ValueError(f"image folder {str(root)!r} has no image under train/<class>/ or test/<class>/")
+        only = [f"{a}/ has {sorted(set(x) - set(y))}" for a, x, y in
+                (("train", train_classes, test_classes), ("test", test_classes, train_classes)) if set(x) - set(y)]
+        raise ValueError(f"image folder {str(root)!r}: train/ and test/ hold different classes ({'; '.join(only)} "
+                         "that the other lacks): expected the same class folders in both")
     # CIFAR-10's label order is not alphabetical: keep it when the folder holds exactly its classes.
     classes = list(CIFAR10_CLASSES) if set(train_classes) == set(CIFAR10_CLASSES) else train_classes
     # keyed by every file's path, size and modification time: an edited file, even of the same
@@ -108,18 +139,23 @@ def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
     if cache.is_file():
         return _to_arrays(torch.load(cache, weights_only=True))
 
-    def decode_all(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-            images = list(pool.map(_decode, files, chunksize=256))
-        shapes = {im.shape for im in images}
-        if len(shapes) != 1:
-            raise ValueError(f"image folder {str(root)!r}: images differ in size {sorted(shapes)[:3]}")
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-        y = torch.tensor([classes.index(f.parent.name) for f in files], dtype=torch.long)
+    files = train_files + test_files
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        images = list(pool.map(_decode, files, chunksize=256))
+    shapes = Counter(im.shape for im in images)
+    if len(shapes) > 1:  # the most common size is the dataset's; name the first image of another
+        (h, w, _), count = shapes.most_common(1)[0]
+        bad = next(i for i, im in enumerate(images) if im.shape[:2] != (h, w))
+        raise ValueError(f"image {str(files[bad])!r} is {images[bad].shape[1]}x{images[bad].shape[0]} pixels: "
+                         f"expected {w}x{h}, the size of the other {count} images of {str(root)!r}")
+
+    def stack(part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.stack(images[part])).permute(0, 3, 1, 2).contiguous()
+        y = torch.tensor([classes.index(f.parent.name) for f in files[part]], dtype=torch.long)
         return x, y
 
-    train_x, train_y = decode_all(train_files)
-    test_x, test_y = decode_all(test_files)
+    train_x, train_y = stack(slice(0, len(train_files)))
+    test_x, test_y = stack(slice(len(train_files), None))
     arrays = ImageArrays(train_x, train_y, test_x, test_y, tuple(classes))
     _save_atomic(_from_arrays(arrays), cache)
     return arrays

@@ -6,6 +6,7 @@ split from the same arguments, and so does every later run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,27 +43,54 @@ class Split:
         return torch.sort(torch.cat([self.retain, self.forget])).values
 
 
-def load_index_file(path: str | Path) -> np.ndarray:
+def load_index_file(path: str | Path, num_train: int | None = None) -> np.ndarray:
     """Read forget indices from a ``.npy`` file or a text file (whitespace or comma separated).
 
+    Args:
+        path: the file.
+        num_train: the size of the source's training set; when given, every index must be in
+            ``[0, num_train)`` and listed once (checked here to name the file and the entry).
+
     Raises:
-        ValueError: if the file is missing or does not hold integers.
+        ValueError: if the file is missing, does not hold integers, or (with ``num_train``) lists
+            an index out of range or twice; the message names the file and the bad entry.
     """
     path = Path(path)
+    where = f"forget index file {str(path)!r}"
     if not path.is_file():
-        raise ValueError(f"forget index file {str(path)!r} does not exist")
+        raise ValueError(f"{where} does not exist: expected a .npy file or a text file of integer indices")
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    else:
-        text = path.read_text().replace(",", " ").split()
         try:
-            arr = np.array([int(t) for t in text], dtype=np.int64)
-        except ValueError as err:
-            raise ValueError(f"forget index file {str(path)!r} must hold integers: {err}") from err
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{where} cannot be read ({str(err).splitlines()[0] if str(err) else type(err).__name__}): "
+                             "expected an integer array saved by numpy.save") from None
+    else:
+        try:
+            text = path.read_text().replace(",", " ").split()
+        except UnicodeDecodeError:
+            raise ValueError(f"{where} is not a text file: expected integer indices separated by "
+                             "whitespace or commas, or a .npy file") from None
+        bad = next(((i, t) for i, t in enumerate(text) if not re.fullmatch(r"[+-]?[0-9]+", t)), None)
+        if bad is not None:
+            raise ValueError(f"{where} must hold integers: entry {bad[0]} is {bad[1]!r}: expected integer "
+                             "indices into the training set, separated by whitespace or commas")
+        arr = np.array([int(t) for t in text], dtype=np.int64)
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"forget index file {str(path)!r} must hold integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64).reshape(-1)
+        raise ValueError(f"{where} must hold integers, got dtype {arr.dtype}: expected an integer array")
+    arr = arr.astype(np.int64).reshape(-1)
+    if num_train is not None:
+        out = np.flatnonzero((arr < 0) | (arr >= num_train))
+        if out.size:
+            raise ValueError(f"{where}: index {int(arr[out[0]])} (entry {int(out[0])}) is out of range: expected "
+                             f"indices in [0, {num_train - 1}] (the training set has {num_train} examples)")
+        _, first, counts = np.unique(arr, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            dup = int(np.flatnonzero(arr == arr[first[counts > 1][0]])[1])  # the second listing of it
+            raise ValueError(f"{where}: index {int(arr[dup])} is listed more than once (entry {dup} repeats it): "
+                             "expected every index once")
+    return arr
 
 
 def _class_ids(forget_classes: Sequence[int | str], class_names: Sequence[str]) -> list[int]:

@@ -172,6 +172,8 @@ class EvaluatedModule(CostAccounting, LightningModule):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
+        #: where ``num_classes`` came from, named when the data has another number of classes
+        self.num_classes_source = "the model"
         self.log_distributions = log_distributions
         self.mia_seed = mia_seed
         self.net: nn.Module
@@ -205,6 +207,22 @@ class EvaluatedModule(CostAccounting, LightningModule):
         if self.training and self._trainer is not None and self.trainer.training:
             self.count_images(x.shape[0])
         return self.net(self.prepare_input(x))
+
+    def setup(self, stage: str) -> None:
+        """Refuse data with another number of classes than the model, before any step (the
+        data module is set up first): a model of more classes would train and report on it
+        silently, one of fewer would fail deep inside a loss.
+
+        Raises:
+            ValueError: naming where the model's classes came from (e.g. the original checkpoint)
+                and the data's classes.
+        """
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        classes = getattr(getattr(dm, "arrays", None), "classes", None)
+        if classes is not None and len(classes) != self.num_classes:
+            names = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
+            raise ValueError(f"{type(self).__name__}: {self.num_classes_source} has {self.num_classes} classes: "
+                             f"expected the data's {len(classes)} ({names})")
 
     def configure_callbacks(self) -> list[Callback]:
         """The training clock, and the distribution logger (TensorBoard) unless disabled."""

@@ -70,6 +70,7 @@ class Classifier(EvaluatedModule):
         mia_seed: int = 0,
     ) -> None:
         super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
+        self.num_classes_source = "the model (--model.init_args.num_classes)"
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         self.save_hyperparameters(ignore=["net"])

@@ -95,6 +95,8 @@ class UnlearnModule(EvaluatedModule):
     ) -> None:
         net, spec, num_classes = original_network(type(self).__name__, original, net_spec)
         super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
+        if original is not None:
+            self.num_classes_source = f"the original checkpoint {str(original)!r}"
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         self.save_hyperparameters(ignore=["original", "oracle", "net_spec"])
@@ -105,6 +107,9 @@ class UnlearnModule(EvaluatedModule):
         self.lr, self.momentum, self.weight_decay, self.scheduler = lr, momentum, weight_decay, scheduler
         if oracle is not None:
             oracle_net, oracle_meta = load_net(oracle)
+            if int(oracle_meta.get("num_classes", num_classes)) != num_classes:
+                raise ValueError(f"oracle checkpoint {str(oracle)!r} has {oracle_meta['num_classes']} classes: expected "
+                                 f"the {num_classes} of {self.num_classes_source}")
             self.set_reference(oracle_net, "oracle", cost=oracle_meta.get("cost"))
         if oracle_train_time_s is not None:
             self.reference_cost["train_time_s"] = float(oracle_train_time_s)

@@ -175,7 +175,7 @@ def train_cached_model(
         "finished": now(),
         "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
     }
-    (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(dest / RECORD_FILE, record)  # a failed write names the file
     return record
 
 
@@ -248,7 +248,7 @@ def _write_stage(trainer: Any, module: Any, config: str | Path, seed: int, dest:
         "wall_s": time.perf_counter() - t0, "finished": now(),
         "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
     }
-    (dest / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(dest / RECORD_FILE, record)  # a failed write names the file
     return record
 
 

@@ -58,7 +58,7 @@ def parse_seed_range(text: str | None, stop: int) -> range:
     Raises:
         ValueError: if the text is not a non-empty range of non-negative integers.
     """
-    if text is None or str(text).strip() == "":
+    if text is None:
         return range(stop)
     parts = str(text).split(":")
     try:
@@ -217,6 +217,11 @@ def run_score(
     if need_methods:
         jobs += [("stage", c, seed, cfg_path, []) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
     jobs += [("method", methods, s, method, list(method_args)) for s in need_methods]
+    from unlearning.utils import check_writable
+
+    if jobs:  # a folder that could not take the models or the score fails now, not after the training
+        check_writable(cache_root, "cache folder")
+    check_writable(Path(output_dir), "output folder")
     for c in {id(c): c for _, c, *_ in jobs}.values():
         c.clean_stale()
 

@@ -104,6 +104,8 @@ class HypernetTrainer(EvaluatedModule):
 
         net, spec, num_classes = original_network(type(self).__name__, original, net_spec)
         super().__init__(num_classes=num_classes, log_distributions=False, mia_seed=mia_seed)
+        if original is not None:
+            self.num_classes_source = f"the original checkpoint {str(original)!r}"
         lo, hi = (float(v) for v in request_fraction)
         if not 0.0 < lo <= hi < 1.0:
             raise ValueError(f"request_fraction must be (low, high) with 0 < low <= high < 1, got {request_fraction}")
