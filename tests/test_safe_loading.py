@@ -67,3 +67,40 @@ def test_every_loader_of_the_project_refuses_it(evil: tuple[Path, Path]) -> None
         with pytest.raises(ValueError, match="cannot be loaded safely"):
             load(path)
     assert not marker.exists()
+
+
+def test_a_malicious_cache_entry_is_refused(tmp_path: Path, evil: tuple[Path, Path]) -> None:
+    """In the score cache: as the cached original a method run starts from, and as a cached oracle
+    that the score evaluates once more (an entry missing its retain margins)."""
+    import shutil
+
+    from tests.conftest import REPO
+    from unlearning.cli import main
+
+    path, marker = evil
+    score = ["score", "-c", str(REPO / "configs/score/toy.yaml"), "--n_models", "2", "--progress", "false",
+             "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert main([*score, "--seeds", "0:1"]) is None  # the original, oracle 0 and method run 0
+    finally:
+        os.chdir(cwd)
+    cache = tmp_path / "cache"
+    (original,) = cache.glob("original-*/seed-0000")
+    shutil.copy(path, original / "model.ckpt")
+    for run in cache.glob("method-*/seed-*"):
+        shutil.rmtree(run)  # a method run must start from the cached original again
+    r = run_cli_here(*score, "--seeds", "0:1")
+    assert r.returncode == 2 and "cannot be loaded safely" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+    assert not marker.exists()
+
+    (oracle,) = cache.glob("oracle-*/seed-0000")
+    shutil.copy(path, oracle / "model.ckpt")
+    (oracle / "retain_lsc.npy").unlink()  # an entry from before KLOM: the score evaluates it again
+    from unlearning.scoring.cache import CachedRun
+    from unlearning.scoring.runs import complete_evaluation
+
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        complete_evaluation(CachedRun(0, oracle), {"class_path": "TwoCircles", "init_args": {"num_train": 200}})
+    assert not marker.exists()

@@ -22,6 +22,7 @@ import ast
 import hashlib
 import importlib
 import inspect
+import os
 import sys
 import sysconfig
 import types
@@ -116,6 +117,13 @@ def module_files(obj: type) -> dict[str, str]:
 
 
 def _source_digest(file: str) -> str:
+    stat = os.stat(file)
+    return _tree_digest(file, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=1024)
+def _tree_digest(file: str, mtime_ns: int, size: int) -> str:
+    """The digest of a file's syntax tree, parsed once per version (its modification time and size)."""
     text = Path(file).read_text(encoding="utf-8")
     try:
         tree = ast.dump(ast.parse(text), include_attributes=False)
