@@ -35,6 +35,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         os.chdir(cwd)
 
 
+@pytest.mark.slow  # the module's board: about 45 s of toy trainings
 def test_leaderboard_writes_its_files_and_agrees_with_score(board: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
     tmp, result = board
     out = tmp / "board"
@@ -73,6 +74,7 @@ def test_leaderboard_writes_its_files_and_agrees_with_score(board: tuple[Path, d
     assert any("`finetune (lr 0.01)` against `finetune`" in n for n in result["notes"])
 
 
+@pytest.mark.slow
 def test_a_second_leaderboard_trains_nothing(board: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
     tmp, first = board
     monkeypatch.chdir(REPO)

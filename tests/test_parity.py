@@ -23,6 +23,7 @@ def _metrics(folder: Path) -> dict[str, float]:
             if not tag.startswith(("val/cost_time", "train/cost_time"))}
 
 
+@pytest.mark.slow  # about 15 s
 def test_the_same_config_and_seed_give_the_same_bits(tmp_path: Path, tiny_cifar: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Twice the CPU preset's original on images with augmentation (random crops and flips):
     bitwise-identical weights and identical logged metrics (wall time apart)."""

@@ -218,6 +218,7 @@ def test_atomic_path_leaves_the_old_file_on_error(tmp_path: Path) -> None:
     assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.slow  # about 30 s
 def test_an_amortised_stage_is_trained_once_per_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hypernetwork of HypernetUnlearn is trained once, cached like the original, given to
     every run, reused by a second configuration, and its cost reported apart."""

@@ -31,6 +31,7 @@ def assert_pngs(folder: Path, names: list[str]) -> None:
     assert list((folder / "summary").glob("events.out.tfevents.*")), "no TensorBoard summary"
 
 
+@pytest.mark.slow  # about 20 s
 def test_capacity_example(tiny_cifar: Path, tmp_path: Path) -> None:
     from examples.capacity import main
 
@@ -61,6 +62,7 @@ def test_capacity_rejects_bad_depths() -> None:
         main(["--depths", "8", "10"])
 
 
+@pytest.mark.slow  # about 40 s
 def test_two_circles_example(tmp_path: Path) -> None:
     from examples.two_circles import main
 
