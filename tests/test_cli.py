@@ -21,7 +21,7 @@ def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> 
     assert un.returncode == 0, un.stderr[-3000:]
     for r in (fit, un):
         out = r.stdout + r.stderr
-        for noise in ("💡", "Tip:", "eval mode", "LeafSpec"):
+        for noise in ("💡", "Tip:", "eval mode", "LeafSpec", "to estimate number of stepping batches"):
             assert noise not in out, (noise, out[-2000:])
 
 

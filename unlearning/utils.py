@@ -83,10 +83,12 @@ def check_writable(path: str | Path, what: str) -> None:
 
 
 class _DropTips:
-    """A logging filter that drops Lightning's advertisements ("💡 Tip: ... try installing ...")."""
+    """A logging filter that drops Lightning's advertisements ("💡 Tip: ... try installing ...")
+    and its note that it reads the training loader to count the steps (which a schedule over
+    ``estimated_stepping_batches`` makes it do, as it should)."""
 
     def filter(self, record: object) -> bool:
-        return not str(getattr(record, "msg", "")).startswith("💡 Tip")
+        return not str(getattr(record, "msg", "")).startswith(("💡 Tip", "Loading `train_dataloader` to estimate"))
 
 
 def silence_lightning_noise() -> None:
