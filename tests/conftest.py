@@ -97,6 +97,22 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+def last_scalars(log_dir: Path) -> dict[str, float]:
+    """The value at the highest step of every scalar under ``log_dir`` (all its event files)."""
+    return {tag: max(points, key=lambda p: p[0])[1] for tag, points in read_scalars(log_dir).items()}
+
+
+def read_csv_metrics(path: Path) -> dict[str, float]:
+    """The last value of every column of a ``CSVLogger``'s ``metrics.csv``."""
+    import csv
+
+    out: dict[str, float] = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return out
+
+
 def quick_args(tmp: Path, name: str = "run") -> list[str]:
     """Trainer overrides for a few-batch run writing under ``tmp``."""
     return [

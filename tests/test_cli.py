@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import quick_args, run_cli, run_cli_here
+from tests.conftest import quick_args, read_csv_metrics, run_cli, run_cli_here
 
 
 def test_a_run_prints_nothing_that_is_not_the_users_business(tmp_path: Path) -> None:
@@ -58,14 +57,6 @@ def test_missing_dataset_error_says_how_to_point_at_local_copy(tmp_path: Path) -
     assert not any(tmp_path.iterdir())
 
 
-def _csv_metrics(path: Path) -> dict[str, float]:
-    rows = list(csv.DictReader(path.open()))
-    out: dict[str, float] = {}
-    for row in rows:
-        out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return out
-
-
 @pytest.mark.slow  # about 75 s on 2 cores; .ci/run runs the slow tests after the default ones
 def test_ddp_two_processes_log_the_same_accuracies_as_one(tmp_path: Path) -> None:
     """2-process DDP on CPU: evaluation metrics equal a single-process run's on the same model."""
@@ -85,7 +76,7 @@ def test_ddp_two_processes_log_the_same_accuracies_as_one(tmp_path: Path) -> Non
                     "--trainer.logger.version", "0")
         assert r.returncode == 0, r.stderr[-3000:]
         (csv_file,) = out.rglob("metrics.csv")
-        metrics[devices] = _csv_metrics(csv_file)
+        metrics[devices] = read_csv_metrics(csv_file)
     keys = [k for k in metrics[1] if k.startswith("val/") and k.endswith(("_acc", "_loss", "simple_mia"))]
     assert {"val/retain_acc", "val/forget_acc", "val/val_acc", "val/test_acc", "val/simple_mia"} <= set(keys)
     for k in keys:

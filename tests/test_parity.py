@@ -3,24 +3,18 @@ method with a frozen teacher) trained by 2-process DDP on CPU (gloo) ends where 
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO, quick_args, run_cli
+from tests.conftest import REPO, last_scalars, quick_args, read_csv_metrics, run_cli
 from unlearning.cli import main
 
 
 def _metrics(folder: Path) -> dict[str, float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder))
-    events.Reload()
-    return {tag: max(events.Scalars(tag), key=lambda e: e.step).value for tag in events.Tags()["scalars"]
-            if not tag.startswith(("val/cost_time", "train/cost_time"))}
+    return {t: v for t, v in last_scalars(folder).items() if not t.startswith(("val/cost_time", "train/cost_time"))}
 
 
 @pytest.mark.slow  # about 15 s
@@ -46,15 +40,6 @@ def test_the_same_config_and_seed_give_the_same_bits(tmp_path: Path, tiny_cifar:
           "--data.init_args.batch_size", "16", "--data.init_args.augment", "true"])
     c = torch.load(tmp_path / "third" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)
-
-
-def _csv_last(folder: Path) -> dict[str, float]:
-    (path,) = folder.rglob("metrics.csv")
-    out: dict[str, float] = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return out
 
 
 @pytest.mark.slow
@@ -91,7 +76,8 @@ def test_scrub_under_two_process_ddp_matches_one_process(tmp_path: Path) -> None
                     "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out),
                     "--trainer.logger.name", "m", "--trainer.logger.version", "0")
         assert r.returncode == 0, r.stderr[-3000:]
-        acc[devices] = _csv_last(out)
+        (csv_file,) = out.rglob("metrics.csv")
+        acc[devices] = read_csv_metrics(csv_file)
     sizes = {"test/retain_acc": 180, "test/forget_acc": 20, "test/test_acc": 100}
     for key, n in sizes.items():
         assert key in acc[1], sorted(acc[1])

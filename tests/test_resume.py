@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, read_scalars
 from unlearning.runfolder import run_finished
 
 pytestmark = pytest.mark.slow
@@ -67,15 +67,11 @@ def _killed_mid_epoch(cmd: list[str], beacon: Path, epoch: int, batch: int) -> N
 
 def _final(folder: Path) -> dict:
     ckpt = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder))  # every event file of the run folder, the killed part's too
-    events.Reload()
-    last = {tag: max(events.Scalars(tag), key=lambda e: e.step) for tag in events.Tags()["scalars"]}
+    scalars = read_scalars(folder)  # every event file of the run folder, the killed part's too
     return {"state": ckpt["state_dict"], "epoch": ckpt["epoch"], "step": ckpt["global_step"],
             "cost": ckpt["unlearning"]["cost"],
-            # every final metric but the wall time itself
-            "metrics": {tag: (e.step, e.value) for tag, e in last.items()
+            # every final metric (its step and value) but the wall time itself
+            "metrics": {tag: max(points) for tag, points in scalars.items()
                         if tag.startswith("val/") and not tag.startswith("val/cost_time")}}
 
 

@@ -22,16 +22,11 @@ from unlearning.methods.streaming import StreamingForget
 def module_class(class_path: str) -> type | None:
     """The LightningModule class a config's ``class_path`` names: a dotted path, or a short name
     of the project's methods and modules (as LightningCLI resolves it); ``None`` if not found."""
-    import importlib
+    from unlearning.scoring.code import resolve_class
 
-    import unlearning.modules
-
-    if "." not in class_path:
-        return globals().get(class_path) or getattr(unlearning.modules, class_path, None)
-    mod, _, name = class_path.rpartition(".")
     try:
-        return getattr(importlib.import_module(mod), name, None)
-    except ImportError:
+        return resolve_class(class_path, "model")
+    except ValueError:
         return None
 
 

@@ -30,7 +30,7 @@ from unlearning.scoring.cache import (
     now,
     write_json_atomic,
 )
-from unlearning.utils import atomic_path
+from unlearning.utils import atomic_path, silence_lightning_noise
 
 __all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
 
@@ -99,9 +99,9 @@ def _quiet() -> Iterator[None]:
         lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(does not have many workers|callbacks returned in|LeafSpec|"
-                                    "could not find the monitored key|Checkpoint directory|args parameter is intended|"
-                                    r"module\(s\) in eval mode).*")
+            silence_lightning_noise()  # what every command hides, and what only a score run's trainings raise:
+            warnings.filterwarnings("ignore", message=".*(does not have many workers|callbacks returned in|"
+                                    "could not find the monitored key).*")
             yield
     finally:
         for lg, level in zip(loggers, levels):
@@ -198,16 +198,9 @@ def needs_completion(run: CachedRun) -> bool:
 
 def score_datamodule(data: dict[str, Any]) -> Any:
     """The data module of a score's ``data`` section, set up for evaluation on the score's streams."""
-    import importlib
+    from unlearning.scoring.code import resolve_class
 
-    import unlearning.data
-
-    path = str(data["class_path"])
-    if "." in path:
-        data_cls = getattr(importlib.import_module(path.rpartition(".")[0]), path.rpartition(".")[2])
-    else:
-        data_cls = getattr(unlearning.data, path)
-    dm = data_cls(**dict(data.get("init_args") or {}))
+    dm = resolve_class(str(data["class_path"]), "data")(**dict(data.get("init_args") or {}))
     dm.eval_streams = SCORE_STREAMS
     return dm
 
