@@ -9,9 +9,15 @@ images, for the same number of batches, measured alternately in one run:
   torchvision ``RandomCrop(32, 4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``, a
   ``DataLoader`` with 2 workers, and a plain PyTorch loop.
 
+The project side is measured in each ``--settings`` entry: ``plain``, ``channels_last`` (the
+``ChannelsLast`` callback), ``compile`` (the ``CompileNetwork`` callback: ``torch.compile`` with
+inductor; its compilation falls in the untimed first batch) and ``compile+channels_last``; the kit
+side is the kit's loop as it ships (no compile, default layout), so each ratio is the setting's
+speed-up over the starting kit on the same network, batch size, precision and threads.
+
 Prints a table and writes ``benchmarks/results/throughput.json``.
 
-    python benchmarks/throughput.py --root ../shared/data/cifar10-jpeg
+    python benchmarks/throughput.py --root ../shared/data/cifar10-jpeg --settings plain channels_last compile
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image
 
+from unlearning.callbacks import ChannelsLast, CompileNetwork
 from unlearning.data import CIFAR10DataModule
 from unlearning.data.transforms import CIFAR10_MEAN, CIFAR10_STD
 from unlearning.modules import Classifier
@@ -99,15 +106,19 @@ class _EpochTimer(L.Callback):
             self.rate = self.n / (time.perf_counter() - self.start)
 
 
-def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, channels_last: bool,
+SETTINGS = ("plain", "channels_last", "compile", "compile+channels_last")
+
+
+def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, setting: str,
                 device: str = "cpu", precision: str = "32") -> float:
     dm = CIFAR10DataModule(root=root, train_subset=subset, augment=True, batch_size=batch_size)
-    module = Classifier(net=net, channels_last=channels_last, log_distributions=False, scheduler="none")
+    module = Classifier(net=net, log_distributions=False, scheduler="none")
     timer = _EpochTimer()
+    speed = [cb for name, cb in (("channels_last", ChannelsLast), ("compile", CompileNetwork)) if name in setting.split("+")]
     trainer = L.Trainer(max_epochs=1, limit_train_batches=batches + 1, limit_val_batches=0, accelerator=device,
                         devices=1, precision=precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer])
+                        enable_model_summary=False, callbacks=[*(cb() for cb in speed), timer])
     trainer.fit(module, dm)
     return timer.rate
 
@@ -120,7 +131,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--channels-last", action="store_true", help="both sides in channels-last layout")
+    p.add_argument("--settings", nargs="+", default=["plain"], choices=SETTINGS, help="the project side's settings")
+    p.add_argument("--kit-channels-last", action="store_true", help="the kit's loop in channels-last layout too")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     p.add_argument("--out", default="benchmarks/results/throughput.json")
@@ -132,29 +144,33 @@ def main() -> None:
     x, y = x[idx].cpu(), y[idx].cpu()
     results = {}
     for name in args.nets:
-        rates: dict[str, list[float]] = {"project": [], "kit": []}
-        for r in range(args.repeats):
+        rates: dict[str, list[float]] = {"kit": [], **{s: [] for s in args.settings}}
+        for r in range(args.repeats):  # alternating: a change of load hits every side
             torch.manual_seed(r)
-            rates["kit"].append(run_kit(NETS[name](), x, y, args.batches, args.batch_size, args.channels_last,
+            rates["kit"].append(run_kit(NETS[name](), x, y, args.batches, args.batch_size, args.kit_channels_last,
                                         args.device, args.precision))
-            torch.manual_seed(r)
-            rates["project"].append(run_project(NETS[name](), args.root, args.subset, args.batches, args.batch_size,
-                                                args.channels_last, args.device, args.precision))
+            for setting in args.settings:
+                torch.manual_seed(r)
+                rates[setting].append(run_project(NETS[name](), args.root, args.subset, args.batches, args.batch_size,
+                                                  setting, args.device, args.precision))
         med = {k: statistics.median(v) for k, v in rates.items()}
-        results[name] = {"images_per_s": rates, "median": med, "ratio": med["project"] / med["kit"]}
-        print(f"{name}: project {med['project']:.0f} img/s, kit {med['kit']:.0f} img/s, ratio {results[name]['ratio']:.2f}")
+        results[name] = {"images_per_s": rates, "median": med,
+                         "ratio": {s: med[s] / med["kit"] for s in args.settings}}
+        for s in args.settings:
+            print(f"{name} {s}: project {med[s]:.0f} img/s, kit {med['kit']:.0f} img/s, ratio {med[s] / med['kit']:.2f}")
 
     print()
-    print("| network | project (img/s) | kit (img/s) | ratio |")
-    print("|---|---:|---:|---:|")
+    print("| network | project setting | project (img/s) | kit (img/s) | ratio |")
+    print("|---|---|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['median']['project']:.0f} | {r['median']['kit']:.0f} | {r['ratio']:.2f} |")
+        for s in args.settings:
+            print(f"| {name} | {s} | {r['median'][s]:.0f} | {r['median']['kit']:.0f} | {r['ratio'][s]:.2f} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "what": "training images/s, median of repeats, measured alternately in one run",
         "batch_size": args.batch_size, "batches": args.batches, "repeats": args.repeats,
-        "channels_last": args.channels_last, "threads": torch.get_num_threads(),
+        "settings": args.settings, "kit_channels_last": args.kit_channels_last, "threads": torch.get_num_threads(),
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(), "precision": args.precision,
         "torch": str(torch.__version__), "machine": platform.machine(), "results": results,
     }, indent=2))

@@ -1,10 +1,14 @@
-"""Callbacks and figures: TensorBoard distributions of per-example outputs, figure writing."""
+"""Callbacks and figures: TensorBoard distributions of per-example outputs, figure writing, and
+faster training steps (``torch.compile``, channels-last)."""
 
 from unlearning.callbacks.distributions import DistributionLogger, distribution_figure
 from unlearning.callbacks.figures import FigureWriter, histogram_panels
+from unlearning.callbacks.speed import ChannelsLast, CompileNetwork
 from unlearning.callbacks.streaming import StreamEvaluator, stream_figure
 
 __all__ = [
+    "ChannelsLast",
+    "CompileNetwork",
     "DistributionLogger",
     "FigureWriter",
     "StreamEvaluator",

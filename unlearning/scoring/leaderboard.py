@@ -121,6 +121,8 @@ def run_leaderboard(
     baseline: str | None = "finetune",
     cost_limit: float = 0.2,
     progress: bool = True,
+    jobs: int | None = None,
+    launcher: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Score every method on one setting and write the leaderboard (see the module docstring).
@@ -144,6 +146,9 @@ def run_leaderboard(
             measured against; ``None`` for none.
         cost_limit: the competition's cost limit, a fraction of one oracle's training time.
         progress: progress bars over the models to train.
+        jobs: trainings at once, as in ``unlearning score`` (local workers, or array tasks with
+            a ``launcher``).
+        launcher: a ``submitit`` job array for the models, as in ``unlearning score``.
         config: the leaderboard's own config, stored in ``leaderboard.json``.
 
     Returns:
@@ -174,7 +179,8 @@ def run_leaderboard(
         r = run_score(data=data, oracle=oracle, original=original, method=str(cfg), n_models=n_models,
                       name=_slug(row), cache_dir=cache_dir, output_dir=str(out / "methods"), seeds=seeds,
                       seed_base=seed_base, recipe_args=recipe_args or (), method_args=extra,
-                      stages=stages[cfg.stem], cost_limit=cost_limit, progress=progress, config=config)
+                      stages=stages[cfg.stem], cost_limit=cost_limit, progress=progress, jobs=jobs,
+                      launcher=launcher, config=config)
         if r is None:
             complete = False
             continue

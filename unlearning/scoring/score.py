@@ -40,8 +40,8 @@ from unlearning.scoring.runs import (
     needs_completion,
     score_datamodule,
     stage_recipe,
-    train_cached_model,
 )
+from unlearning.scoring.training import Job, TrainPlan, check_launcher, train_plan
 
 __all__ = ["RUN_METRICS", "json_ready", "parse_seed_range", "run_score", "summarise"]
 
@@ -132,6 +132,8 @@ def run_score(
     stages: dict[str, str] | None = None,
     cost_limit: float = 0.2,
     progress: bool = True,
+    jobs: int | None = None,
+    launcher: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Train what is missing, then score (see the module docstring).
@@ -162,6 +164,14 @@ def run_score(
             Its cost is reported apart from the per-run cost.
         cost_limit: flag a method whose mean training time exceeds this fraction of an oracle's.
         progress: show a progress bar over the models to train.
+        jobs: how many trainings run at once: ``K`` worker processes on this machine, each with
+            ``1/K`` of the CPU threads and a GPU in turn (several per GPU when ``K`` is larger);
+            with a ``launcher``, the number of array tasks (default: one per model to train).
+            Workers claim each model, so none is trained twice.
+        launcher: submit the models as a job array through ``submitit`` instead:
+            ``{"name": "slurm", "partition": ..., "timeout_min": ..., "gpus_per_node": ...}``
+            (keys: :data:`~unlearning.scoring.training.LAUNCHER_KEYS`), or ``{"name": "local"}``
+            to run the array as processes of this machine. The score waits for the array.
         config: the score's own config, stored in ``score.json``.
 
     Returns:
@@ -182,6 +192,9 @@ def run_score(
     shard = parse_seed_range(seeds, 2 * n_models)
     if seed_base < 0:
         raise ValueError(f"seed_base must be >= 0, got {seed_base}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an integer >= 1 (trainings at once), got {jobs!r}")
+    launcher = check_launcher(launcher)
     name = name or Path(method).stem
     cache_root = Path(cache_dir)
     oracle_cfg = load_stage_config(oracle, "oracle")
@@ -207,72 +220,30 @@ def run_score(
         code[f"stage {arg}"] = code_identity(load_stage_config(cfg_path, f"stage {arg!r}"), data)
 
     # What this process trains: the shard's oracles and method runs (and the original they need).
-    jobs: list[tuple[str, RecipeCache, int, str, list[str]]] = []
+    work: list[Job] = []
     oracle_seeds = [seed_base + s for s in shard if s < 2 * n_models]
     method_seeds = [seed_base + s for s in shard if s < n_models]
     need_methods = methods.missing(method_seeds)
     if orig_cache is not None and need_methods and orig_cache.get(orig_seed) is None:
-        jobs.append(("original", orig_cache, orig_seed, original, list(recipe_args)))
-    jobs += [("oracle", oracles, s, oracle, list(recipe_args)) for s in oracles.missing(oracle_seeds)]
+        work.append(Job("original", orig_cache, orig_seed, original, tuple(recipe_args)))
+    work += [Job("oracle", oracles, s, oracle, tuple(recipe_args)) for s in oracles.missing(oracle_seeds)]
     if need_methods:
-        jobs += [("stage", c, seed, cfg_path, []) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
-    jobs += [("method", methods, s, method, list(method_args)) for s in need_methods]
+        work += [Job("stage", c, seed, cfg_path) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
+    work += [Job("method", methods, s, method, tuple(method_args)) for s in need_methods]
     from unlearning.utils import check_writable
 
-    if jobs:  # a folder that could not take the models or the score fails now, not after the training
+    if work:  # a folder that could not take the models or the score fails now, not after the training
         check_writable(cache_root, "cache folder")
     check_writable(Path(output_dir), "output folder")
-    for c in {id(c): c for _, c, *_ in jobs}.values():
+    for c in {id(j.cache): j.cache for j in work}.values():
         c.clean_stale()
+    plan = TrainPlan(data, work, original, orig_cache, orig_seed,
+                     {arg: (c, seed) for arg, (c, seed, _) in stage_caches.items()})
 
-    def _job_args(kind: str, args: list[str]) -> list[str]:
-        if kind in ("method", "stage"):
-            args = [*args, "--model.init_args.original", str(_original_checkpoint(original, orig_cache, orig_seed))]
-        if kind == "method":
-            args += ["--model.init_args.oracle", "null"]
-            for arg, (c, stage_seed, _) in stage_caches.items():
-                run = c.get(stage_seed)
-                if run is None:
-                    raise FileNotFoundError(f"stage {arg!r} is not in the cache")  # pragma: no cover
-                args += [f"--model.init_args.{arg}", str(run.checkpoint)]
-        return args
-
-    trained: list[str] = []
     t_train = time.perf_counter()
-    bar = _progress(len(jobs), progress)
-
-    def ready(kind: str) -> bool:
-        """Whether what a job starts from (the original, the one-time stages) is in the cache."""
-        if kind in ("method", "stage") and orig_cache is not None and orig_cache.get(orig_seed) is None:
-            return False
-        return kind != "method" or all(c.get(s) is not None for c, s, _ in stage_caches.values())
-
-    # Claimed one at a time: a model another process is training is put off, and once nothing
-    # else is left this process waits for that claim (and trains the model if its holder died).
-    pending, wait = jobs, False
+    bar = _progress(len(work), progress)
     try:
-        while pending:
-            put_off = []
-            for job in pending:
-                kind, cache, seed, cfg_path, args = job
-                if not ready(kind):
-                    put_off.append(job)
-                    continue
-                with cache.claim(seed, wait=wait and not put_off) as held:
-                    if not held:
-                        put_off.append(job)
-                        continue
-                    if cache.get(seed) is None:  # not finished by another process meanwhile
-                        bar.set_postfix_str(f"{kind} seed {seed}")
-                        with cache.writing(seed) as tmp:
-                            train_cached_model(cfg_path, data, seed, _job_args(kind, args), tmp,
-                                               evaluate=kind != "stage")
-                        trained.append(f"{kind}-{cache.key}/seed-{seed:04d}")
-                bar.update(1)
-            if wait and len(put_off) == len(pending):
-                raise RuntimeError(f"score: no model of {len(pending)} left could be trained "  # pragma: no cover
-                                   f"(first: {pending[0][0]} seed {pending[0][2]})")
-            pending, wait = put_off, True
+        trained = train_plan(plan, jobs, launcher, cache_root, bar)
     finally:
         bar.close()
     train_s = time.perf_counter() - t_train
@@ -352,15 +323,6 @@ def _versions() -> dict[str, str]:
 
     return {"unlearning": unlearning.__version__, "torch": str(torch.__version__),
             "lightning": str(lightning.__version__), "numpy": np.__version__}
-
-
-def _original_checkpoint(original: str, cache: RecipeCache | None, seed: int) -> Path:
-    if cache is None:
-        return Path(original)
-    run = cache.get(seed)
-    if run is None:
-        raise FileNotFoundError(f"the original of {original} is not in the cache")  # pragma: no cover
-    return run.checkpoint
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -1,0 +1,75 @@
+"""``unlearning score --jobs K`` and ``--launcher``: several trainers fill one cache, none trains a
+model twice, and the score is the one a single process gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+from tests.test_score import N, _score_args, _seed_dirs
+from unlearning.cli import main
+
+MODELS = 1 + 2 * N + N  # the original, 2N oracles, N method runs
+
+
+def _margins(cache: Path) -> dict[str, np.ndarray]:
+    return {f"{d.parent.name.split('-')[0]}/{d.name}": np.load(d / "forget_lsc.npy") for d in _seed_dirs(cache)}
+
+
+@pytest.mark.slow  # about 20 s: two spawned workers, then the same score in one process
+def test_jobs_train_every_model_once_and_score_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    two = main(_score_args(tmp_path / "two", "--jobs", "2"))
+    assert two is not None
+    trained = two["timings"]["trained"]
+    # every model trained by exactly one of the two workers (a claim granted twice trains it twice)
+    assert len(trained) == len(set(trained)) == MODELS, trained
+    assert len(_seed_dirs(tmp_path / "two" / "cache")) == MODELS
+    assert not list((tmp_path / "two" / "cache").glob("*/.tmp-*"))
+
+    one = main(_score_args(tmp_path / "one"))
+    a, b = _margins(tmp_path / "two" / "cache"), _margins(tmp_path / "one" / "cache")
+    assert a.keys() == b.keys() and len(a) == MODELS
+    for key in a:  # the same models, whichever process trained them
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=key)
+    assert two["forgetting_quality"] == pytest.approx(one["forgetting_quality"], abs=1e-9)
+    # a second run with workers finds everything in the cache and starts none
+    assert main(_score_args(tmp_path / "two", "--jobs", "2"))["timings"]["models_trained"] == 0
+
+
+@pytest.mark.slow  # about 30 s: submitit's local executor starts each array task as a new process
+def test_submitit_local_array_fills_the_cache_and_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    result = main(_score_args(tmp_path, "--jobs", "2", "--launcher", '{"name": "local", "timeout_min": 10}'))
+    assert result is not None and result["timings"]["models_trained"] == MODELS
+    trained = result["timings"]["trained"]
+    assert len(trained) == len(set(trained)) == MODELS
+    logs = list((tmp_path / "cache" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2, logs  # two array tasks, each with its own log
+    assert (tmp_path / "out" / "finetune" / "score.json").is_file()
+
+
+def test_bad_jobs_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = run_cli(*_score_args(tmp_path), "--jobs", "0")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "unlearning: error: jobs must be an integer >= 1 (trainings at once), got 0"
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("launcher", "message"),
+    [
+        ('{"name": "pbs"}', "launcher name must be one of slurm, local, got 'pbs'"),
+        ('{"name": "slurm", "partitions": "gpu"}', "unknown launcher key 'partitions': expected one of"),
+    ],
+)
+def test_bad_launcher_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: str, message: str
+) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        main(_score_args(tmp_path, "--launcher", launcher))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
