@@ -97,6 +97,11 @@ def test_editing_a_method_invalidates_its_entries_and_no_others(user_package: Pa
     source.write_text(text.replace("        x, y = batch[\"retain\"]\n",
                                    "        # a comment and a blank line change no code\n\n        x, y = batch[\"retain\"]\n"))
     assert {name: _key(cfg) for name, cfg in (("mine", mine), ("derived", derived), ("other", other), ("oracle", oracle))} == before
+    # nor do docstrings: the module's and the class's, reworded
+    assert '"""Fine-tuning on' in text and '"""Keep training on' in text and '"""Cross-entropy on' in text
+    source.write_text(text.replace('"""Fine-tuning on', '"""Tuning on').replace('"""Keep training on', '"""Train on')
+                      .replace('"""Cross-entropy on', '"""The cross-entropy of'))
+    assert {name: _key(cfg) for name, cfg in (("mine", mine), ("derived", derived), ("other", other), ("oracle", oracle))} == before
 
     source.write_text(text.replace("loss = F.cross_entropy(self(x), y)", "loss = F.cross_entropy(self(x), y) * 2.0"))
     after = {name: _key(cfg) for name, cfg in (("mine", mine), ("derived", derived), ("other", other), ("oracle", oracle))}

@@ -6,7 +6,7 @@ from the checkpoint of epoch ``k`` would then draw its later epochs from the gen
 at the start, not as they stood after epoch ``k``, and end elsewhere than the uninterrupted run.
 Every checkpoint of an :class:`~unlearning.modules.EvaluatedModule` stores the states, and a
 resumed fit puts them back (the shuffling of the training streams is seeded by epoch,
-:meth:`~unlearning.data.TensorLoader.set_epoch`, so it needs no state). Why by hand: Lightning's
+:class:`~unlearning.data.TensorLoader`'s ``epoch`` argument, so it needs no state). Why by hand: Lightning's
 own collector is private (``lightning.fabric.utilities.seed._collect_rng_states``), and its states
 hold a numpy array that ``torch.load(weights_only=True)`` refuses; these are tensors and lists.
 """

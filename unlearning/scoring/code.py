@@ -10,9 +10,9 @@ are not followed (their versions are recorded apart). A package's ``__init__`` c
 what it defines itself, not everything it re-exports, so that editing one method invalidates
 that method's entries and not those of every method the package lists.
 
-A file's digest is taken over its syntax tree (``ast.dump``): editing a comment or the layout
-keeps every key, editing code (a docstring included) changes the keys of exactly the entries
-whose part reaches the file. Why by hand: no maintained library fingerprints the code behind a
+A file's digest is taken over its syntax tree (``ast.dump``) without its docstrings: editing a
+comment, a docstring or the layout keeps every key, editing code changes the keys of exactly the
+entries whose part reaches the file. Why by hand: no maintained library fingerprints the code behind a
 training (joblib's memory hashes one function's source, not the classes it uses).
 """
 
@@ -121,12 +121,23 @@ def _source_digest(file: str) -> str:
     return _tree_digest(file, stat.st_mtime_ns, stat.st_size)
 
 
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    """``tree`` with the docstring of the module and of every class and function taken out (they
+    document the code and change nothing it does)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+                and isinstance(node.body[0].value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
 @lru_cache(maxsize=1024)
 def _tree_digest(file: str, mtime_ns: int, size: int) -> str:
     """The digest of a file's syntax tree, parsed once per version (its modification time and size)."""
     text = Path(file).read_text(encoding="utf-8")
     try:
-        tree = ast.dump(ast.parse(text), include_attributes=False)
+        tree = ast.dump(_without_docstrings(ast.parse(text)), include_attributes=False)
     except SyntaxError:  # pragma: no cover - an importable module parses
         tree = text
     return hashlib.sha256(tree.encode()).hexdigest()[:16]
