@@ -48,6 +48,10 @@ SYNTHETIC_SETTINGS: dict[str, tuple[dict, int]] = {
     "StreamingForget": ({"request_size": 30, "steps_per_request": 5, "replay_size": 30, "lr": 0.003,
                          "anchor_weight": 10.0}, 1),
     "HypernetUnlearn": ({"weight_noise": 0.02, "lr": 0.002}, 2),
+    "CFk": ({"k": 4, "lr": 0.15}, 4),
+    "EUk": ({"k": 3, "lr": 0.1}, 4),
+    "UNSIR": ({"noise_size": 128, "noise_steps": 20, "noise_per_batch": 32, "lr": 1e-3, "repair_lr": 1e-3}, 4),
+    "BoundaryShrink": ({"lr": 1.75e-3}, 2),
 }
 
 #: One-time stages (init args, max_steps) on the synthetic problem.

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unlearning.methods.boundary_shrink import BoundaryShrink
+from unlearning.methods.cf_k import CFk
 from unlearning.methods.discriminator import (
     DiscriminatorUnlearn,
     RetainFreeDiscriminator,
 )
+from unlearning.methods.eu_k import EUk
 from unlearning.methods.finetune import Finetune
 from unlearning.methods.grad_reinit import GradientReinit
 from unlearning.methods.hypernet import HypernetTrainer, HypernetUnlearn
@@ -17,6 +20,7 @@ from unlearning.methods.neggrad import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
 from unlearning.methods.scrub import SCRUB
 from unlearning.methods.streaming import StreamingForget
+from unlearning.methods.unsir import UNSIR
 
 
 def module_class(class_path: str) -> type | None:
@@ -32,7 +36,11 @@ def module_class(class_path: str) -> type | None:
 
 __all__ = [
     "SCRUB",
+    "UNSIR",
+    "BoundaryShrink",
+    "CFk",
     "DiscriminatorUnlearn",
+    "EUk",
     "Finetune",
     "GradientReinit",
     "HypernetTrainer",
