@@ -129,6 +129,7 @@ def _hold_claim(lock: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # about 15 s: a claim holder in a subprocess, SIGKILLed mid-score
 def test_a_claimed_model_is_left_to_its_holder_and_taken_over_when_it_dies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unlearning.cli import main
 

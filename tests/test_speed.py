@@ -65,6 +65,7 @@ def test_speed_callbacks_need_a_network(tmp_path: Path) -> None:
             cb.setup(trainer(tmp_path, 1), NoNet(), "fit")
 
 
+@pytest.mark.slow  # about 10 s: a fit through the CLI with a compiled network
 def test_compile_from_a_config_on_the_command_line(tmp_path: Path) -> None:
     """The flag a user writes: a callback in the trainer section of any fit config."""
     out = run_cli_here(
