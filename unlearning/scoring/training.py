@@ -210,12 +210,17 @@ def _gpus() -> int:
 def _follow(plan: TrainPlan, bar: Any, alive: Callable[[], bool], poll_s: float = 0.5) -> None:
     """Move ``bar`` as the plan's models land in the cache, until ``alive()`` is false."""
     start = plan.done() - bar.n
+
+    def move() -> None:
+        n = plan.done() - start
+        if n != bar.n:  # repaint only on news: a log file gets one line per model, not per poll
+            bar.n = n
+            bar.refresh()
+
     while alive():
-        bar.n = plan.done() - start
-        bar.refresh()
+        move()
         time.sleep(poll_s)
-    bar.n = plan.done() - start
-    bar.refresh()
+    move()
 
 
 def _local_workers(plan: TrainPlan, k: int, bar: Any) -> list[str]:
