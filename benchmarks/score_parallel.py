@@ -25,20 +25,11 @@ from typing import Any
 
 import torch
 import yaml
+from tqdm.auto import tqdm
 
 from unlearning.scoring.cache import RecipeCache
 from unlearning.scoring.runs import load_stage_config, stage_recipe
 from unlearning.scoring.training import Job, TrainPlan, train_plan
-
-
-class _NoBar:
-    n = 0
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-
-    def refresh(self) -> None:
-        pass
 
 
 def time_plan(cfg: dict[str, Any], data: dict[str, Any], recipe_args: list[str], k: int, models: int,
@@ -49,7 +40,7 @@ def time_plan(cfg: dict[str, Any], data: dict[str, Any], recipe_args: list[str],
     plan = TrainPlan(data, [Job("oracle", cache, seed_base + s, oracle, tuple(recipe_args)) for s in range(models)],
                      oracle, None, 0)
     t0 = time.perf_counter()
-    train_plan(plan, k, None, cache_dir, _NoBar())
+    train_plan(plan, k, None, cache_dir, tqdm(total=models, disable=True))
     wall = time.perf_counter() - t0
     if plan.done() != models:
         raise RuntimeError(f"K = {k}: {plan.done()} of {models} models in the cache")

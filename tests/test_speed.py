@@ -47,7 +47,7 @@ def test_speed_callback_trains_and_saves_the_plain_network(
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x), ref.net.eval()(x), rtol=1e-4, atol=1e-5)
-    if isinstance(make, type) and make is ChannelsLast:
+    if make is ChannelsLast:
         conv = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     else:
@@ -68,13 +68,21 @@ def test_speed_callbacks_need_a_network(tmp_path: Path) -> None:
 @pytest.mark.slow  # about 10 s: a fit through the CLI with a compiled network
 def test_compile_from_a_config_on_the_command_line(tmp_path: Path) -> None:
     """The flag a user writes: a callback in the trainer section of any fit config."""
-    out = run_cli_here(
-        "fit", "-c", "configs/toy/original.yaml", "--trainer.max_epochs", "1",
-        "--trainer.callbacks+=unlearning.callbacks.CompileNetwork", "--trainer.callbacks.backend", "aot_eager",
-        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false",
-    )
+    def fit(backend: str, root: Path):
+        return run_cli_here(
+            "fit", "-c", "configs/toy/original.yaml", "--trainer.max_epochs", "1",
+            "--trainer.callbacks+=unlearning.callbacks.CompileNetwork", "--trainer.callbacks.backend", backend,
+            "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false",
+        )
+
+    out = fit("aot_eager", tmp_path / "ok")
     assert out.returncode == 0, out.stderr
+    # the flag reaches the callback: a backend torch does not know is a one-line error
+    bad = fit("no_such_backend", tmp_path / "bad")
+    assert bad.returncode == 2, bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CompileNetwork backend must be one of" in lines[0] and "'no_such_backend'" in lines[0], bad.stderr
 
 
 @pytest.mark.slow  # about a minute: inductor generates and compiles C++ kernels on CPU

@@ -52,6 +52,9 @@ class CompileNetwork(L.Callback):
     def __init__(self, mode: Literal["default", "reduce-overhead", "max-autotune"] = "default",
                  dynamic: bool | None = None, fullgraph: bool = False, include_frozen: bool = False,
                  backend: str = "inductor") -> None:
+        known = torch.compiler.list_backends(exclude_tags=())
+        if backend not in known:
+            raise ValueError(f"CompileNetwork backend must be one of {', '.join(sorted(known))}, got {backend!r}")
         self.mode, self.dynamic, self.fullgraph, self.include_frozen = mode, dynamic, fullgraph, include_frozen
         self.backend = backend
 
