@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from unlearning.methods.bad_teacher import BadTeacher
 from unlearning.methods.boundary_shrink import BoundaryShrink
 from unlearning.methods.cf_k import CFk
 from unlearning.methods.discriminator import (
@@ -14,11 +15,17 @@ from unlearning.methods.discriminator import (
 from unlearning.methods.eu_k import EUk
 from unlearning.methods.finetune import Finetune
 from unlearning.methods.grad_reinit import GradientReinit
+from unlearning.methods.gradient_ascent import NegGrad
 from unlearning.methods.hypernet import HypernetTrainer, HypernetUnlearn
+from unlearning.methods.jit import JiT
 from unlearning.methods.kl_contrastive import KLUniformContrastive
+from unlearning.methods.l1_sparse import L1Sparse
+from unlearning.methods.lfssd import LFSSD
 from unlearning.methods.neggrad import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
+from unlearning.methods.salun import SalUn
 from unlearning.methods.scrub import SCRUB
+from unlearning.methods.ssd import SSD
 from unlearning.methods.streaming import StreamingForget
 from unlearning.methods.unsir import UNSIR
 
@@ -35,8 +42,11 @@ def module_class(class_path: str) -> type | None:
 
 
 __all__ = [
+    "LFSSD",
     "SCRUB",
+    "SSD",
     "UNSIR",
+    "BadTeacher",
     "BoundaryShrink",
     "CFk",
     "DiscriminatorUnlearn",
@@ -45,10 +55,14 @@ __all__ = [
     "GradientReinit",
     "HypernetTrainer",
     "HypernetUnlearn",
+    "JiT",
     "KLUniformContrastive",
+    "L1Sparse",
+    "NegGrad",
     "NegGradPlus",
     "RandomLabel",
     "RetainFreeDiscriminator",
+    "SalUn",
     "StreamingForget",
     "declared_stages",
     "module_class",
