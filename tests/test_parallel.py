@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_here
 from tests.test_score import N, _score_args, _seed_dirs
 from unlearning.cli import main
 
@@ -53,7 +53,7 @@ def test_submitit_local_array_fills_the_cache_and_scores(tmp_path: Path, monkeyp
 
 
 def test_bad_jobs_is_one_line_exit_2(tmp_path: Path) -> None:
-    proc = run_cli(*_score_args(tmp_path), "--jobs", "0")
+    proc = run_cli_here(*_score_args(tmp_path), "--jobs", "0")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "unlearning: error: jobs must be an integer >= 1 (trainings at once), got 0"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()

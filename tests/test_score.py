@@ -116,6 +116,7 @@ def test_killed_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert not list((tmp_path / "cache").glob("*/.tmp-*")), "stale temporary folders of the killed run remain"
 
 
+@pytest.mark.slow  # about 20 s: two shards of a score, then the whole
 def test_seed_shards_fill_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     assert main(_score_args(tmp_path, "--seeds", "0:3")) is None  # original, oracles 0-2, methods 0-2
@@ -326,6 +327,7 @@ def test_cosmetic_fields_do_not_change_the_key(change: dict) -> None:
     assert _key(change) == _key({})
 
 
+@pytest.mark.slow  # about 18 s: two originals, a method run from each
 def test_a_method_run_is_keyed_by_its_original(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another original (here: a checkpoint given by path): the oracles are reused, the method's
     runs are not."""
