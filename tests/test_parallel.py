@@ -73,3 +73,64 @@ def test_bad_launcher_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         main(_score_args(tmp_path, "--launcher", launcher))
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+class _FakeJob:
+    """A submitit job that failed: what its logs hold, and where."""
+
+    def __init__(self, stdout: str, stderr: str) -> None:
+        self._out, self._err = stdout, stderr
+        self.paths = type("Paths", (), {"stderr": Path("task_0_log.err")})()
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> list[str]:
+        raise RuntimeError("Job (task=0) failed during processing with trace:\n  - task_0_log.out")
+
+    def stdout(self) -> str:
+        return self._out
+
+    def stderr(self) -> str:
+        return self._err
+
+
+class _FakeExecutor:
+    """Stands for ``submitit.AutoExecutor``: records what the score asks of it."""
+
+    seen: dict = {}
+    logs = ("", "")
+
+    def __init__(self, folder: str, cluster: str) -> None:
+        _FakeExecutor.seen = {"cluster": cluster}
+
+    def update_parameters(self, **params) -> None:  # noqa: ANN003
+        _FakeExecutor.seen["params"] = params
+
+    def map_array(self, fn, plans, *rest) -> list[_FakeJob]:  # noqa: ANN001
+        _FakeExecutor.seen["tasks"] = len(plans)
+        return [_FakeJob(*_FakeExecutor.logs) for _ in plans]
+
+
+@pytest.mark.parametrize(
+    ("launcher", "logs", "tasks", "message"),
+    [  # a local array runs one task unless --jobs asks for more; a task past its limit says so
+        ('{"name": "local"}', ("submitit WARNING - Caught signal SIGUSR2: this job is timed-out.", ""), 1,
+         "it ran past timeout_min (60 min"),
+        ('{"name": "local", "timeout_min": 7}', ("", "Traceback ...\nValueError: bad batch\n\n"), 1,
+         "failed: ValueError: bad batch (log: task_0_log.err)"),
+    ],
+)
+def test_a_failed_array_task_says_why_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: str, logs: tuple[str, str], tasks: int, message: str
+) -> None:
+    import submitit
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(submitit, "AutoExecutor", _FakeExecutor)
+    _FakeExecutor.logs = logs
+    with pytest.raises(RuntimeError, match="array task 0 of 1 failed") as err:
+        main(_score_args(tmp_path, "--launcher", launcher))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert _FakeExecutor.seen["tasks"] == tasks
+    assert _FakeExecutor.seen["params"]["timeout_min"] == (7 if "7" in launcher else 60)  # not submitit's 5

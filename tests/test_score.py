@@ -44,12 +44,17 @@ def test_seed_range() -> None:
             parse_seed_range(bad, 8)
 
 
-def test_score_writes_everything_and_second_run_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_writes_everything_and_second_run_trains_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(REPO)
     first = main(_score_args(tmp_path))
     assert first is not None
     assert first["timings"]["models_trained"] == 1 + 2 * N + N
     out = tmp_path / "out" / "finetune"
+    # the command ends with its result and where the report is
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("unlearning score: F ") and f"final {first['final_score']:.3f}" in last and str(out) in last
     saved = json.loads((out / "score.json").read_text())
     conf_o, conf_u = np.load(out / "confidences_oracle.npy"), np.load(out / "confidences_unlearned.npy")
     e = saved["num_forget"]

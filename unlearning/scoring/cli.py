@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule
 import unlearning.data  # noqa: F401 - short class names of the data modules
 from unlearning.scoring.leaderboard import run_leaderboard
 from unlearning.scoring.score import run_score
+from unlearning.tables import fmt_number
 
 __all__ = ["leaderboard_main", "leaderboard_parser", "main", "score_parser"]
 
@@ -65,7 +66,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     Returns:
         The content of ``score.json``, or ``None`` when this process trained only its shard.
     """
-    return _run(score_parser(), run_score, argv)
+    result = _run(score_parser(), run_score, argv)
+    if result is not None:
+        print(f"unlearning score: F {fmt_number(result['forgetting_quality'])} (ceiling {fmt_number(result['ceiling'])}, "
+              f"F / ceiling {fmt_number(result['relative_forgetting'])}), final {fmt_number(result['final_score'])}; "
+              f"{result['timings']['models_trained']} models trained, report in {result['output_dir']}", flush=True)
+    return result
 
 
 def leaderboard_main(argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -166,7 +166,8 @@ def run_score(
         progress: show a progress bar over the models to train.
         jobs: how many trainings run at once: ``K`` worker processes on this machine, each with
             ``1/K`` of the CPU threads and a GPU in turn (several per GPU when ``K`` is larger);
-            with a ``launcher``, the number of array tasks (default: one per model to train).
+            with a ``launcher``, the number of array tasks (default: one per model to train on a
+            cluster, one on this machine with ``local``).
             Workers claim each model, so none is trained twice.
         launcher: submit the models as a job array through ``submitit`` instead:
             ``{"name": "slurm", "partition": ..., "timeout_min": ..., "gpus_per_node": ...}``
@@ -290,6 +291,7 @@ def run_score(
     from unlearning.scoring.report import write_outputs
 
     out = Path(output_dir) / name
+    result["output_dir"] = str(out)
     write_outputs(out, result)
     result["timings"]["total_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "score.json", json_ready({k: v for k, v in result.items() if k != "arrays"}))

@@ -32,7 +32,7 @@ from typing import Any
 from unlearning.scoring.cache import RecipeCache
 from unlearning.scoring.runs import train_cached_model
 
-__all__ = ["LAUNCHER_KEYS", "Job", "TrainPlan", "check_launcher", "train_plan"]
+__all__ = ["DEFAULT_TIMEOUT_MIN", "LAUNCHER_KEYS", "Job", "TrainPlan", "check_launcher", "train_plan"]
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,14 @@ class TrainPlan:
         return trained
 
 
+#: an array task's time limit when the launcher names none, in minutes
+DEFAULT_TIMEOUT_MIN = 60
+
 #: the keys a launcher section may have (besides ``name``), passed to ``submitit``
 LAUNCHER_KEYS = {
     "folder": "where submitit keeps the jobs' scripts and logs (default: ``<cache_dir>/.submitit``)",
     "partition": "SLURM partition",
-    "timeout_min": "time limit of each array task, in minutes",
+    "timeout_min": "time limit of each array task, in minutes (default 60)",
     "gpus_per_node": "GPUs of each array task",
     "cpus_per_task": "CPU cores of each array task",
     "mem_gb": "memory of each array task",
@@ -264,9 +267,8 @@ def _submitit(plan: TrainPlan, k: int, launcher: dict[str, Any], cache_dir: Path
     name = opts.pop("name")
     folder = Path(opts.pop("folder", None) or cache_dir / ".submitit")
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=name)
-    params: dict[str, Any] = {"name": "unlearning-score"}
-    if "timeout_min" in opts:
-        params["timeout_min"] = int(opts.pop("timeout_min"))
+    # submitit's own default limit (5 min) would end most trainings
+    params: dict[str, Any] = {"name": "unlearning-score", "timeout_min": int(opts.pop("timeout_min", DEFAULT_TIMEOUT_MIN))}
     for key in ("gpus_per_node", "cpus_per_task", "mem_gb"):
         if key in opts:
             params[key] = opts.pop(key)
@@ -283,8 +285,12 @@ def _submitit(plan: TrainPlan, k: int, launcher: dict[str, Any], cache_dir: Path
         try:
             trained += job.result()
         except Exception as e:  # submitit re-raises the task's error with its log
-            raise RuntimeError(f"score: array task {i} of {k} failed: {str(e).strip().splitlines()[-1]} "
-                               f"(logs under {folder})") from e
+            if "timed-out" in (job.stdout() or ""):
+                why = f"it ran past timeout_min ({params['timeout_min']} min; set a longer one in --launcher)"
+            else:
+                why = next((ln.strip() for ln in reversed((job.stderr() or str(e)).splitlines()) if ln.strip()),
+                           type(e).__name__)
+            raise RuntimeError(f"score: array task {i} of {k} failed: {why} (log: {job.paths.stderr})") from e
     return trained
 
 
@@ -294,8 +300,8 @@ def train_plan(plan: TrainPlan, jobs: int | None, launcher: dict[str, Any] | Non
     labels of the models trained (by this process or its workers)."""
     if not plan.jobs:
         return []
-    if launcher is not None:
-        k = jobs or len(plan.jobs)
+    if launcher is not None:  # a cluster: one task per model; this machine: as many as --jobs says
+        k = jobs or (len(plan.jobs) if launcher["name"] != "local" else 1)
         return _submitit(plan, min(k, len(plan.jobs)), launcher, cache_dir, bar)
     k = min(jobs or 1, len(plan.jobs))
     if k <= 1:
