@@ -60,3 +60,15 @@ def test_update_refuses_rows_scored_against_other_oracles(previous: dict, change
         board["seed_base"] = 1000
     with pytest.raises(SystemExit, match="rerun every method"):
         score_cpu.merge_previous(board, previous, str(ROOT / "configs/leaderboard/cpu.yaml"))
+
+
+def test_step_ops_counts_the_casts_autocast_adds() -> None:
+    step_ops = _script("step_ops")
+    from unlearning.nets import SmallCNN
+
+    fp32 = step_ops.count_step(SmallCNN(width=4, hidden=8), 4, "fp32", False, "cpu")
+    bf16 = step_ops.count_step(SmallCNN(width=4, hidden=8), 4, "bf16-mixed", False, "cpu")
+    # one step of 4 convs and 2 linears: forward, backward and SGD each reach the kernels
+    assert fp32["copies_and_casts"] == 0 and fp32["aten_ops"] > 50
+    # autocast casts the inputs and weights of the 6 layers (more with their biases)
+    assert bf16["copies_and_casts"] >= 12 and bf16["aten_ops"] == pytest.approx(fp32["aten_ops"] + bf16["copies_and_casts"], abs=3)
