@@ -1,8 +1,10 @@
-"""Callbacks and figures: TensorBoard distributions of per-example outputs, figure writing, and
-faster training steps (``torch.compile``, channels-last)."""
+"""Callbacks and figures: TensorBoard distributions of per-example outputs, figure writing,
+faster training steps (``torch.compile``, channels-last), and recipe callbacks (whitening
+initialisation, lookahead)."""
 
 from unlearning.callbacks.distributions import DistributionLogger, distribution_figure
 from unlearning.callbacks.figures import FigureWriter, histogram_panels
+from unlearning.callbacks.recipe import Lookahead, WhiteningInit
 from unlearning.callbacks.speed import ChannelsLast, CompileNetwork
 from unlearning.callbacks.streaming import StreamEvaluator, stream_figure
 
@@ -11,7 +13,9 @@ __all__ = [
     "CompileNetwork",
     "DistributionLogger",
     "FigureWriter",
+    "Lookahead",
     "StreamEvaluator",
+    "WhiteningInit",
     "distribution_figure",
     "histogram_panels",
     "stream_figure",

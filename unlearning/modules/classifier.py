@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 from torch import nn
 
 from unlearning.modules.base import EvaluatedModule, cli_net_spec
 from unlearning.nets import KitResNet18, build_net
 
-__all__ = ["Classifier", "RetrainOracle", "make_optimizer"]
+__all__ = ["Classifier", "RetrainOracle", "make_optimizer", "norm_bias_groups", "piecewise_factor"]
 
 
 def make_optimizer(
@@ -20,15 +22,72 @@ def make_optimizer(
     lr: float,
     momentum: float,
     weight_decay: float,
-    scheduler: Literal["cosine", "none"],
+    scheduler: Literal["cosine", "none", "piecewise"],
+    nesterov: bool = False,
+    lr_points: Sequence[Sequence[float]] | None = None,
 ) -> Any:
-    """SGD with an optional cosine schedule stepped every batch over the whole run."""
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    """SGD with an optional schedule stepped every batch over the whole run: ``cosine`` (to zero)
+    or ``piecewise`` (linear between the ``(fraction of the run, factor of lr)`` points
+    ``lr_points``, see :func:`piecewise_factor`)."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if scheduler == "none":
         return opt
     total = max(1, int(module.trainer.estimated_stepping_batches))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if scheduler == "piecewise":
+        points = check_lr_points(lr_points)
+        sched: Any = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: piecewise_factor(points, step / total))
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def check_lr_points(points: Sequence[Sequence[float]] | None) -> list[tuple[float, float]]:
+    """Validate a piecewise-linear schedule: at least two ``(fraction, factor)`` points, the
+    fractions rising strictly from 0 to 1, the factors >= 0.
+
+    Raises:
+        ValueError: naming what is wrong with the points.
+    """
+    if points is None:
+        raise ValueError("scheduler 'piecewise' needs lr_points, e.g. [[0, 0.2], [0.23, 1.0], [1, 0.07]]")
+    pts = [tuple(float(v) for v in p) for p in points]
+    if len(pts) < 2 or any(len(p) != 2 for p in pts):
+        raise ValueError(f"lr_points must be at least two [fraction, factor] pairs, got {list(points)}")
+    fracs = [p[0] for p in pts]
+    if fracs[0] != 0.0 or fracs[-1] != 1.0 or any(b <= a for a, b in zip(fracs, fracs[1:])):
+        raise ValueError(f"lr_points' fractions must rise strictly from 0 to 1, got {fracs}")
+    if any(p[1] < 0 for p in pts):
+        raise ValueError(f"lr_points' factors must be >= 0, got {[p[1] for p in pts]}")
+    return pts  # type: ignore[return-value]
+
+
+def piecewise_factor(points: Sequence[tuple[float, float]], frac: float) -> float:
+    """The factor of the learning rate at ``frac`` of the run: linear between the points,
+    constant beyond the last."""
+    frac = min(max(frac, 0.0), 1.0)
+    for (f0, v0), (f1, v1) in zip(points, points[1:]):
+        if frac <= f1:
+            return v0 + (v1 - v0) * (frac - f0) / (f1 - f0)
+    return points[-1][1]
+
+
+def norm_bias_groups(net: nn.Module, lr: float, weight_decay: float, scale: float) -> list[dict[str, Any]]:
+    """SGD parameter groups in which the biases of the normalisation layers (BatchNorm, GroupNorm,
+    LayerNorm) get ``scale`` times the learning rate and ``1 / scale`` times the weight decay (so
+    that the decay of each step, ``lr * weight_decay``, stays that of the other parameters)."""
+    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+    biases = {id(m.bias) for m in net.modules() if isinstance(m, norms) and isinstance(m.bias, nn.Parameter)}
+    params = list(net.parameters())
+    return [
+        {"params": [p for p in params if id(p) in biases], "lr": lr * scale, "weight_decay": weight_decay / scale},
+        {"params": [p for p in params if id(p) not in biases]},
+    ]
+
+
+def callback_spec(cb: Callback) -> dict[str, Any]:
+    """``{"class_path", "init_args"}`` of a callback (its ``init_args`` attribute, if it has one)."""
+    cls = type(cb)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(cb, "init_args", {}) or {})}
 
 
 class Classifier(EvaluatedModule):
@@ -40,18 +99,36 @@ class Classifier(EvaluatedModule):
 
     Args:
         net: the network (any ``nn.Module`` with an ``init_args`` dict, e.g. the project's
-            ``SmallCNN``, ``CifarResNet``, ``KitResNet18``, ``MLP``); default the starting kit's
-            ResNet-18.
+            ``SmallCNN``, ``CifarResNet``, ``KitResNet18``, ``FastCifarNet``, ``MLP``); default the
+            starting kit's ResNet-18.
         num_classes: number of classes (must match the network's output).
         lr: learning rate.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
-        scheduler: ``cosine`` (to zero over the run) or ``none``.
+        scheduler: ``cosine`` (to zero over the run), ``none``, or ``piecewise`` (linear between
+            the points of ``lr_points``).
         label_smoothing: label smoothing of the cross-entropy.
         channels_last: use channels-last memory format for 4-D inputs and weights (faster
             convolutions on CPUs and tensor-core GPUs).
         log_distributions: see :class:`~unlearning.modules.base.EvaluatedModule`.
         mia_seed: see :class:`~unlearning.modules.base.EvaluatedModule`.
+        nesterov: Nesterov momentum (needs ``momentum > 0``).
+        lr_points: the ``piecewise`` schedule: ``[fraction of the run, factor of lr]`` pairs, the
+            fractions rising strictly from 0 to 1, e.g. ``[[0, 0.2], [0.23, 1], [1, 0.07]]``: a
+            linear warm-up from ``0.2 * lr`` to ``lr`` over the first 23% of the steps, then down
+            to ``0.07 * lr``.
+        norm_bias_lr_scale: factor of the learning rate of the normalisation layers' biases (their
+            weight decay is divided by it, so the decay per step is unchanged); 1 (the default):
+            one parameter group, as plain SGD.
+        train_callbacks: callbacks that are part of the recipe, because they change the trained
+            model (e.g. :class:`~unlearning.callbacks.WhiteningInit`,
+            :class:`~unlearning.callbacks.Lookahead`); the module adds them to the trainer's.
+            Given here rather than in ``trainer.callbacks`` so that they are part of the module's
+            settings, which name a model in the score's cache (the trainer's callbacks do not).
+
+    Raises:
+        ValueError: on ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
+            ``piecewise`` scheduler (or bad points with it), or ``norm_bias_lr_scale <= 0``.
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("train",)
@@ -63,17 +140,29 @@ class Classifier(EvaluatedModule):
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
-        scheduler: Literal["cosine", "none"] = "cosine",
+        scheduler: Literal["cosine", "none", "piecewise"] = "cosine",
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         log_distributions: bool = True,
         mia_seed: int = 0,
+        nesterov: bool = False,
+        lr_points: list[tuple[float, float]] | None = None,
+        norm_bias_lr_scale: float = 1.0,
+        train_callbacks: list[Callback] | None = None,
     ) -> None:
         super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
         self.num_classes_source = "the model (--model.init_args.num_classes)"
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        self.save_hyperparameters(ignore=["net"])
+        if nesterov and momentum <= 0:
+            raise ValueError(f"nesterov needs momentum > 0, got momentum={momentum}")
+        if scheduler == "piecewise":
+            check_lr_points(lr_points)
+        elif lr_points is not None:
+            raise ValueError(f"lr_points is the 'piecewise' scheduler's: set scheduler: piecewise (got {scheduler!r})")
+        if norm_bias_lr_scale <= 0:
+            raise ValueError(f"norm_bias_lr_scale must be > 0, got {norm_bias_lr_scale}")
+        self.save_hyperparameters(ignore=["net", "train_callbacks"])
         if net is None:
             net = KitResNet18(num_classes=num_classes)
         elif isinstance(net, dict):  # a spec, as stored in the hparams of a checkpoint being reloaded
@@ -82,6 +171,10 @@ class Classifier(EvaluatedModule):
         self.hparams["net"] = self.net_spec
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.scheduler, self.label_smoothing, self.channels_last = scheduler, label_smoothing, channels_last
+        self.nesterov, self.lr_points, self.norm_bias_lr_scale = nesterov, lr_points, norm_bias_lr_scale
+        self.train_callbacks = list(train_callbacks or [])
+        if self.train_callbacks:  # recorded as specs: a checkpoint's hyperparameters hold no objects
+            self.hparams["train_callbacks"] = [callback_spec(cb) for cb in self.train_callbacks]
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
@@ -101,9 +194,17 @@ class Classifier(EvaluatedModule):
         self.log("train/acc", acc, prog_bar=True)
         return loss
 
+    def configure_callbacks(self) -> list[Callback]:
+        """The base's callbacks, then the recipe's ``train_callbacks``."""
+        return [*super().configure_callbacks(), *self.train_callbacks]
+
     def configure_optimizers(self) -> Any:
-        """SGD (+ cosine schedule)."""
-        return make_optimizer(self, self.net.parameters(), self.lr, self.momentum, self.weight_decay, self.scheduler)
+        """SGD (+ schedule), with the normalisation biases' own learning rate if scaled."""
+        params: Any = self.net.parameters()
+        if self.norm_bias_lr_scale != 1.0:
+            params = norm_bias_groups(self.net, self.lr, self.weight_decay, self.norm_bias_lr_scale)
+        return make_optimizer(self, params, self.lr, self.momentum, self.weight_decay, self.scheduler,
+                              nesterov=self.nesterov, lr_points=self.lr_points)
 
 
 class RetrainOracle(Classifier):

@@ -2,7 +2,8 @@
 
 from unlearning.nets.base import Net, build_net, net_spec
 from unlearning.nets.cnn import SmallCNN
+from unlearning.nets.fast import FastCifarNet
 from unlearning.nets.mlp import MLP
 from unlearning.nets.resnet import CifarResNet, KitResNet18
 
-__all__ = ["MLP", "CifarResNet", "KitResNet18", "Net", "SmallCNN", "build_net", "net_spec"]
+__all__ = ["MLP", "CifarResNet", "FastCifarNet", "KitResNet18", "Net", "SmallCNN", "build_net", "net_spec"]

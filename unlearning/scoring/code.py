@@ -34,7 +34,7 @@ __all__ = ["code_identity", "module_files", "resolve_class"]
 
 #: where a short class_path of a config section is looked up, by section
 _SHORT_NAMES = {"model": ("unlearning.methods", "unlearning.modules"), "net": ("unlearning.nets",),
-                "data": ("unlearning.data",)}
+                "data": ("unlearning.data",), "model.init_args": ("unlearning.callbacks", "lightning.pytorch.callbacks")}
 
 
 def resolve_class(class_path: str, section: str) -> type:
@@ -150,7 +150,7 @@ def _part(files: dict[str, str]) -> dict[str, Any]:
 
 def code_identity(cfg: dict[str, Any], data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The code that trains a stage config's model on ``data``, by part (``module``, ``net``,
-    ``data``), each ``{"digest": ..., "files": {module: digest}}``; ``net`` is empty when the
+    ``data``, and ``other`` for further classes the module's settings name), each ``{"digest": ..., "files": {module: digest}}``; ``net`` is empty when the
     config names no network (the module's default is then part of the module's code).
 
     Raises:
@@ -163,7 +163,26 @@ def code_identity(cfg: dict[str, Any], data: dict[str, Any]) -> dict[str, dict[s
     net_path = net.get("class_path") if isinstance(net, dict) else None
     parts["net"] = _part(module_files(resolve_class(str(net_path), "net")) if net_path else {})
     parts["data"] = _part(module_files(resolve_class(str(data["class_path"]), "data")))
+    # other classes the module's settings name (e.g. a recipe's train_callbacks) train the model too;
+    # the part exists only when there are any, so that the keys of other configs stay as they were
+    others = sorted(_class_paths({k: v for k, v in ((model.get("init_args") or {}) if isinstance(model, dict) else {}).items()
+                                  if k != "net"}))
+    if others:
+        files: dict[str, str] = {}
+        for path in others:
+            files.update(module_files(resolve_class(path, "model.init_args")))
+        parts["other"] = _part(files)
     return parts
+
+
+def _class_paths(value: Any) -> set[str]:
+    """Every ``class_path`` in a nested config value."""
+    if isinstance(value, dict):
+        found = {str(value["class_path"])} if "class_path" in value else set()
+        return found.union(*(_class_paths(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_class_paths(v) for v in value))
+    return set()
 
 
 def code_digests(identity: dict[str, dict[str, Any]]) -> dict[str, str]:
