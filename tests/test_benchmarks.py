@@ -72,3 +72,10 @@ def test_step_ops_counts_the_casts_autocast_adds() -> None:
     assert fp32["copies_and_casts"] == 0 and fp32["aten_ops"] > 50
     # autocast casts the inputs and weights of the 6 layers (more with their biases)
     assert bf16["copies_and_casts"] >= 12 and bf16["aten_ops"] == pytest.approx(fp32["aten_ops"] + bf16["copies_and_casts"], abs=3)
+
+
+def test_full_scale_smoke_runs_cap_each_phase_at_the_epochs_asked() -> None:
+    cap = _script("unlearn_cpu").epoch_cap
+    assert cap(ROOT / "configs/unlearn/salun.yaml", 1) == 1  # 10 epochs published
+    assert cap(ROOT / "configs/unlearn/unsir.yaml", 1) == 2  # one of impair, one of repair
+    assert cap(ROOT / "configs/unlearn/neggrad.yaml", 20) == 5  # never more than published

@@ -8,7 +8,7 @@ any checkpoint of the project against the split of a config, and a comparison of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,7 @@ def run_comparison(
     preset: str = "configs/cpu",
     reuse: bool = True,
     reuse_methods: bool | None = None,
+    method_overrides: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Train (or reuse) the original and the oracle of a preset, unlearn with each method, and
     test every model on the same split against the oracle.
@@ -186,6 +187,7 @@ def run_comparison(
             interrupted fit left is resumed from).
         reuse_methods: the same for the methods and their one-time stages, which depend on the
             original (default: as ``reuse``).
+        method_overrides: more overrides of one method's fit, by name, after ``common``.
 
     Returns:
         ``{row name: test metrics}`` for ``original``, ``oracle (retrain)`` and each method.
@@ -207,6 +209,7 @@ def run_comparison(
             stage = fit_stage(stage_cfg, [*common, "--model.init_args.original", str(original)],
                               reuse=reuse if reuse_methods is None else reuse_methods)
             overrides += [f"--model.init_args.{arg}", str(stage)]
+        overrides += list((method_overrides or {}).get(name, ()))
         unlearned[name] = fit_stage(cfg, overrides, reuse=reuse if reuse_methods is None else reuse_methods)
     data_config = preset_dir / "original.yaml"
     setup = evaluation_setup(data_config, common)
