@@ -114,7 +114,7 @@ def test_one_line_keeps_leading_dashes_of_a_plain_message() -> None:
     ("override", "expected"),
     [
         (["--model.init_args.lrr", "0.1"], "--model (unlearning.modules.Classifier): Option 'lrr' is not accepted"),
-        (["--model.init_args.scheduler", "cos"], "--model.init_args.scheduler (unlearning.modules.Classifier): Expected a typing.Literal['cosine', 'none']. Got value: cos"),
+        (["--model.init_args.scheduler", "cos"], "--model.init_args.scheduler (unlearning.modules.Classifier): Expected a typing.Literal['cosine', 'none', 'piecewise']. Got value: cos"),
         (["--trainer.max_epochs", "abc"], "--trainer.max_epochs: expected int or null, got 'abc'"),
         (["--trainer.max_epochz", "3"], "unrecognized arguments: --trainer.max_epochz 3"),
     ],

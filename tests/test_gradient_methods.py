@@ -111,7 +111,7 @@ def test_neggrad_reads_only_the_forget_set_and_raises_its_loss(synthetic_models:
             keys.append(set(batch))
 
     L.seed_everything(0)
-    module = NegGrad(original=str(synthetic_models["original"]), lr=0.02, max_forget_loss=3.0, log_distributions=False)
+    module = NegGrad(original=str(synthetic_models["original"]), lr=0.1, max_forget_loss=3.0, log_distributions=False)
     before = forget_loss(module.net)
     quiet_trainer(tmp_path, 2, callbacks=[Keys()]).fit(module, dm)
     assert requested and set(requested) == {"forget"}, requested

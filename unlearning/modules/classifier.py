@@ -113,18 +113,13 @@ class Classifier(EvaluatedModule):
         log_distributions: see :class:`~unlearning.modules.base.EvaluatedModule`.
         mia_seed: see :class:`~unlearning.modules.base.EvaluatedModule`.
         nesterov: Nesterov momentum (needs ``momentum > 0``).
-        lr_points: the ``piecewise`` schedule: ``[fraction of the run, factor of lr]`` pairs, the
-            fractions rising strictly from 0 to 1, e.g. ``[[0, 0.2], [0.23, 1], [1, 0.07]]``: a
-            linear warm-up from ``0.2 * lr`` to ``lr`` over the first 23% of the steps, then down
-            to ``0.07 * lr``.
-        norm_bias_lr_scale: factor of the learning rate of the normalisation layers' biases (their
-            weight decay is divided by it, so the decay per step is unchanged); 1 (the default):
-            one parameter group, as plain SGD.
-        train_callbacks: callbacks that are part of the recipe, because they change the trained
-            model (e.g. :class:`~unlearning.callbacks.WhiteningInit`,
-            :class:`~unlearning.callbacks.Lookahead`); the module adds them to the trainer's.
-            Given here rather than in ``trainer.callbacks`` so that they are part of the module's
-            settings, which name a model in the score's cache (the trainer's callbacks do not).
+        lr_points: the ``piecewise`` schedule, ``[fraction of the run, factor of lr]`` pairs from
+            0 to 1, e.g. ``[[0, 0.2], [0.23, 1], [1, 0.07]]`` (warm-up, then decay).
+        norm_bias_lr_scale: factor of the normalisation biases' learning rate (their weight
+            decay is divided by it); 1: plain SGD.
+        train_callbacks: callbacks of the recipe that change the trained model (e.g.
+            :class:`~unlearning.callbacks.WhiteningInit`): part of the module's settings, so of
+            the score's cache key, unlike the trainer's callbacks.
 
     Raises:
         ValueError: on ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
