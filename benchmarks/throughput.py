@@ -40,6 +40,7 @@ from unlearning.data import CIFAR10DataModule
 from unlearning.data.transforms import CIFAR10_MEAN, CIFAR10_STD
 from unlearning.modules import Classifier
 from unlearning.nets import KitResNet18, SmallCNN
+from unlearning.utils import silence_lightning_noise
 
 NETS = {
     "small_cnn": lambda: SmallCNN(width=16, hidden=256),
@@ -137,6 +138,7 @@ def main() -> None:
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     p.add_argument("--out", default="benchmarks/results/throughput.json")
     args = p.parse_args()
+    silence_lightning_noise()
 
     dm = CIFAR10DataModule(root=args.root, train_subset=args.subset)
     dm.setup()
