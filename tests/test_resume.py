@@ -83,12 +83,16 @@ def _images(root: Path, epochs: int) -> list[str]:
             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu"]
 
 
-@pytest.mark.parametrize("stage", ["original", "oracle", "method"])
+@pytest.mark.parametrize("stage", ["original", "oracle", "method", "fast"])
 def test_a_fit_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Path, stage: str, tiny_cifar: Path) -> None:
     """The original: the two-circles toy; the oracle and the method (RandomLabel, whose labels are
-    random too): the small CNN on images with augmentation, so that the random generators matter."""
+    random too): the small CNN on images with augmentation, so that the random generators matter;
+    fast: the fast recipe's original, whose whitening (done once) and lookahead copy (kept in the
+    checkpoint) must survive the kill."""
     if stage == "original":
         config, extra = "configs/toy/original.yaml", []
+    elif stage == "fast":
+        config, extra = "configs/fast/cpu_original.yaml", _images(tiny_cifar, 4)
     elif stage == "oracle":
         config, extra = "configs/cpu/retrain.yaml", _images(tiny_cifar, 4)
     else:
