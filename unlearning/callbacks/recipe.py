@@ -162,17 +162,16 @@ class Lookahead(L.Callback):
         if step == self._last_step:  # no optimizer step in this batch (gradient accumulation)
             return
         self._last_step = step
-        fast = self._state(pl_module)
         if self.slow is None:
-            self.slow = {k: v.detach().clone() for k, v in fast.items()}
+            self.slow = {k: v.detach().clone() for k, v in self._state(pl_module).items()}
             return
         if step % self.every == 0:
             d = self.weight(step)
-            for k, v in fast.items():
+            for k, v in self._state(pl_module).items():
                 self.slow[k].lerp_(v, 1.0 - d)
                 v.copy_(self.slow[k])
         elif step >= self._total:
-            for k, v in fast.items():
+            for k, v in self._state(pl_module).items():
                 v.copy_(self.slow[k])
 
     def state_dict(self) -> dict[str, Any]:
