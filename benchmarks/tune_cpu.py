@@ -30,6 +30,23 @@ METHODS = Path("configs/score/methods")
 STAGES = Path("configs/score/stages")
 
 
+def results_table(results: dict[str, dict[str, Any]]) -> str:
+    """The markdown table of :func:`main`'s results: per method its trials, their wall time, the
+    starting and the best score, and the values chosen (to three significant digits: a learning
+    rate of 1e-05 is not 0.000)."""
+    lines = ["| method | trials | trials' wall time (min) | start (trial 0) | best | best trial | values chosen |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, r in results.items():
+        start_row = next((t for t in r["trials"] if t.get("start")), None)
+        best = r["best"] or {}
+        values = ", ".join(f"`{k.rsplit('.', 1)[-1]}` {f'{v:.3g}' if isinstance(v, float) else v}"
+                           for k, v in (best.get("params") or {}).items())
+        lines.append(f"| {name} | {r['trials_complete']} | {r['trials_wall_s'] / 60:.1f} | "
+                     f"{fmt_number(start_row['value'] if start_row else None)} | {fmt_number(best.get('value'))} | "
+                     f"{best.get('trial', 'n/a')} | {values} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from unlearning.methods import declared_stages
 
@@ -69,17 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r["wall_s"] = time.perf_counter() - t0
         results[name] = r
     wall = time.perf_counter() - start
-    lines = ["| method | trials | trials' wall time (min) | start (trial 0) | best | best trial | values chosen |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for name, r in results.items():
-        start_row = next((t for t in r["trials"] if t.get("start")), None)
-        best = r["best"] or {}
-        values = ", ".join(f"`{k.rsplit('.', 1)[-1]}` {fmt_number(v) if isinstance(v, float) else v}"
-                           for k, v in (best.get("params") or {}).items())
-        lines.append(f"| {name} | {r['trials_complete']} | {r['trials_wall_s'] / 60:.1f} | "
-                     f"{fmt_number(start_row['value'] if start_row else None)} | {fmt_number(best.get('value'))} | "
-                     f"{best.get('trial', 'n/a')} | {values} |")
-    table = "\n".join(lines)
+    table = results_table(results)
     header = (
         "# Tuning the score presets on the CPU preset\n\n"
         "`unlearning tune` (Optuna TPE), the completed trials per method in the table, each the final score of "

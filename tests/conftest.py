@@ -162,3 +162,15 @@ def synthetic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     from tests.synthetic import train_models
 
     return train_models(tmp_path_factory.mktemp("synthetic_models"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_class_models(synthetic_models: dict[str, Path],
+                           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The class-forgetting variant (``tests.synthetic.CLASS_FORGET``): the same original, and an
+    oracle retrained without class 0."""
+    from tests.synthetic import CLASS_FORGET, train_model
+    from unlearning.modules import RetrainOracle
+
+    oracle = train_model(tmp_path_factory.mktemp("synthetic_class_models"), "oracle", RetrainOracle, 1, **CLASS_FORGET)
+    return {"original": synthetic_models["original"], "oracle": oracle}

@@ -21,6 +21,11 @@ SYNTHETIC = dict(num_train=2000, num_heldout=800, signal=0.13, forget_fraction=0
                  batch_size=64, eval_batch_size=512)
 NUM_FORGET = 300
 
+#: The class-forgetting variant of the same problem: every training image of class 0 (about 200)
+#: is forgotten instead of a random 15%. Same training images, so the same original; only the
+#: oracle differs (retrained without class 0, it never predicts it).
+CLASS_FORGET = dict(forget_classes=[0])
+
 
 def datamodule(**kw) -> SyntheticImageDataModule:
     """The synthetic problem's data module (``kw`` overrides its settings)."""
@@ -34,17 +39,24 @@ def trainer(tmp: Path, epochs: int, **kw) -> L.Trainer:
                      enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 
-def train_models(out: Path) -> dict[str, Path]:
-    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each."""
+def train_models(out: Path, **data_kw) -> dict[str, Path]:
+    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each.
+    ``data_kw``: overrides of the problem (e.g. :data:`CLASS_FORGET`)."""
     paths = {}
     for name, cls, seed in (("original", Classifier, 0), ("oracle", RetrainOracle, 1)):
-        L.seed_everything(seed)
-        module = cls(net=SmallCNN(width=8, hidden=64), lr=0.05, log_distributions=False)
-        t = trainer(out / name, 15, enable_checkpointing=False, limit_val_batches=0)
-        t.fit(module, datamodule())
-        paths[name] = out / f"{name}.ckpt"
-        t.save_checkpoint(paths[name])
+        paths[name] = train_model(out, name, cls, seed, **data_kw)
     return paths
+
+
+def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_kw) -> Path:
+    """One model of the synthetic problem (15 epochs), saved as ``out / f"{name}.ckpt"``."""
+    L.seed_everything(seed)
+    module = cls(net=SmallCNN(width=8, hidden=64), lr=0.05, log_distributions=False)
+    t = trainer(out / name, 15, enable_checkpointing=False, limit_val_batches=0)
+    t.fit(module, datamodule(**data_kw))
+    path = out / f"{name}.ckpt"
+    t.save_checkpoint(path)
+    return path
 
 
 class IndexedImages(UnlearningDataModule):
