@@ -11,9 +11,12 @@ images, for the same number of batches, measured alternately in one run:
 
 The project side is measured in each ``--settings`` entry: ``plain``, ``channels_last`` (the
 ``ChannelsLast`` callback), ``compile`` (the ``CompileNetwork`` callback: ``torch.compile`` with
-inductor; its compilation falls in the untimed first batch) and ``compile+channels_last``; the kit
-side is the kit's loop as it ships (no compile, default layout), so each ratio is the setting's
-speed-up over the starting kit on the same network, batch size, precision and threads.
+inductor; its compilation falls in the untimed first batch), ``compile_cudagraphs`` (the same in
+mode ``reduce-overhead``: on CUDA a step's kernels replay as one CUDA graph, the remedy for a step
+bound by kernel launches, see ``benchmarks/step_ops.py``) and either compile with
+``+channels_last``; the kit side is the kit's loop as it ships (no compile, default layout), so
+each ratio is the setting's speed-up over the starting kit on the same network, batch size,
+precision and threads.
 
 Prints a table and writes ``benchmarks/results/throughput.json``.
 
@@ -107,7 +110,8 @@ class _EpochTimer(L.Callback):
             self.rate = self.n / (time.perf_counter() - self.start)
 
 
-SETTINGS = ("plain", "channels_last", "compile", "compile+channels_last")
+SETTINGS = ("plain", "channels_last", "compile", "compile+channels_last", "compile_cudagraphs",
+            "compile_cudagraphs+channels_last")
 
 
 def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batch_size: int, setting: str,
@@ -115,11 +119,16 @@ def run_project(net: torch.nn.Module, root: str, subset: int, batches: int, batc
     dm = CIFAR10DataModule(root=root, train_subset=subset, augment=True, batch_size=batch_size)
     module = Classifier(net=net, log_distributions=False, scheduler="none")
     timer = _EpochTimer()
-    speed = [cb for name, cb in (("channels_last", ChannelsLast), ("compile", CompileNetwork)) if name in setting.split("+")]
+    parts = setting.split("+")
+    speed = [ChannelsLast()] if "channels_last" in parts else []
+    if "compile" in parts:
+        speed.append(CompileNetwork())
+    if "compile_cudagraphs" in parts:  # CUDA graphs: one launch replays a step's kernels
+        speed.append(CompileNetwork(mode="reduce-overhead"))
     trainer = L.Trainer(max_epochs=1, limit_train_batches=batches + 1, limit_val_batches=0, accelerator=device,
                         devices=1, precision=precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[*(cb() for cb in speed), timer])
+                        enable_model_summary=False, callbacks=[*speed, timer])
     trainer.fit(module, dm)
     return timer.rate
 
