@@ -39,17 +39,15 @@ def trainer(tmp: Path, epochs: int, **kw) -> L.Trainer:
                      enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 
-def train_models(out: Path, **data_kw) -> dict[str, Path]:
-    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each.
-    ``data_kw``: overrides of the problem (e.g. :data:`CLASS_FORGET`)."""
-    paths = {}
-    for name, cls, seed in (("original", Classifier, 0), ("oracle", RetrainOracle, 1)):
-        paths[name] = train_model(out, name, cls, seed, **data_kw)
-    return paths
+def train_models(out: Path) -> dict[str, Path]:
+    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each."""
+    return {name: train_model(out, name, cls, seed)
+            for name, cls, seed in (("original", Classifier, 0), ("oracle", RetrainOracle, 1))}
 
 
 def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_kw) -> Path:
-    """One model of the synthetic problem (15 epochs), saved as ``out / f"{name}.ckpt"``."""
+    """One model of the synthetic problem (15 epochs), saved as ``out / f"{name}.ckpt"``;
+    ``data_kw``: overrides of the problem (e.g. :data:`CLASS_FORGET`)."""
     L.seed_everything(seed)
     module = cls(net=SmallCNN(width=8, hidden=64), lr=0.05, log_distributions=False)
     t = trainer(out / name, 15, enable_checkpointing=False, limit_val_batches=0)
