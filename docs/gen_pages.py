@@ -9,6 +9,8 @@
 - ``api/``: one reference page per module of the package.
 - ``readme.md``, ``examples/README.md``, ``benchmarks/``: the READMEs and the benchmark results as
   they are in the repository, with the figures and files they link to, so that they never drift.
+  The README links the site's own pages as ``docs/<page>.md`` (right on GitHub); its copy here
+  links them as ``<page>.md``.
 
 The ``literate-nav`` plugin makes each generated folder's nav from its files (index first, then
 by name). Problems (a module that does not import, a config naming no class) are logged as
@@ -168,7 +170,8 @@ def methods_pages(data: dict) -> set[str]:
             ("Every unlearning algorithm of `unlearning.methods`: each page is generated from the class's "
              "docstring and the configs that name it. A method of your own is a subclass of "
              "[`UnlearnModule`][unlearning.modules.unlearn.UnlearnModule]; see the "
-             "[home page](../index.md#your-own-method)."), ""]
+             "[home page](../index.md#your-own-method). The [algorithms](../algorithms.md) page says "
+             "where each comes from and what it does."), ""]
     documented: set[str] = set()
     for m in methods:
         documented.add(m["path"])
@@ -306,12 +309,12 @@ def main() -> None:
     cli_page(data)
     api_pages(documented)
     seen: set[str] = set()
-    # the READMEs as they are (the site's own pages summarise them), with what they link to
-    with mkdocs_gen_files.open("readme.md", "w") as f:
-        f.write((ROOT / "README.md").read_text())
-    for link in re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text()):
+    # the READMEs as they are, with what they link to; the README's links to docs/ are the site's pages
+    readme = (ROOT / "README.md").read_text()
+    write("readme.md", re.sub(r"\]\(docs/", "](", readme))
+    for link in re.findall(r"\]\(([^)\s]+)\)", readme):
         target = ROOT / link.split("#", 1)[0]
-        if not re.match(r"^[a-z]+:|^#", link) and target.is_file():
+        if not re.match(r"^[a-z]+:|^#|^docs/", link) and target.is_file():
             mirror(target.relative_to(ROOT).as_posix(), seen)
     mirror("examples/README.md", seen)
     for fig in sorted((ROOT / "examples" / "figures").glob("*.png")):

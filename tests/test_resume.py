@@ -1,8 +1,8 @@
 """Kill and resume: a real ``unlearning fit`` of an original, an oracle and a method (RandomLabel,
 which draws from the global random generator at every step) is killed with SIGKILL in the middle
-of an epoch, rerun with the README's resume command (the same command plus ``--ckpt_path last``),
-and ends exactly where the uninterrupted run ends: the same weights bit for bit, the same final
-metrics and the same number of training images.
+of an epoch, rerun with the resume command of docs/workflow.md (the same command plus
+``--ckpt_path last``), and ends exactly where the uninterrupted run ends: the same weights bit for
+bit, the same final metrics and the same number of training images.
 
 Why exactly: the resumed fit starts from the checkpoint of the last finished epoch, which holds
 the weights, optimiser, scheduler and loop state (Lightning) and the random generators' states
@@ -108,7 +108,7 @@ def test_a_fit_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
     _killed_mid_epoch(cmd, beacon, epoch=2, batch=2)
     at_kill = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert at_kill["epoch"] == 1 and not run_finished(killed / "checkpoints" / "last.ckpt")
-    _run([*cmd, "--ckpt_path", "last"])  # the README's resume command
+    _run([*cmd, "--ckpt_path", "last"])  # the resume command of docs/workflow.md
 
     a, b = _final(whole), _final(killed)
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
