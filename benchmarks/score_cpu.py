@@ -8,9 +8,11 @@ against the same losses with the whole forget set as one request. Writes
 ``benchmarks/results/score_cpu.md``, ``.json``, ``.csv`` and ``score_cpu_pareto.png``. From an
 empty cache it trains everything; a rerun costs only what changed (a method's config, the recipe, N).
 ``--methods A B --update`` scores only those methods and keeps the other rows of the last summary,
-after checking that they were scored against the same oracles.
+after checking that they were scored against the same oracles. ``--redraw`` trains nothing: it
+redraws ``score_cpu_pareto.png`` from the committed ``score_cpu.json``.
 
     python benchmarks/score_cpu.py --root ../shared/data/cifar10-jpeg
+    python benchmarks/score_cpu.py --redraw
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import json
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,25 @@ def merge_previous(board: dict[str, Any], previous: dict[str, Any], config: str)
     return kept
 
 
+def draw_pareto(board: dict[str, Any], path: Path) -> Path:
+    """Draw the summary's figure of F / ceiling against cost (one point per row).
+
+    Args:
+        board: the summary (``rows``, ``cost_limit``, ``n_models``), as written to the JSON.
+        path: the PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    from unlearning.callbacks.figures import _pyplot
+
+    fig = pareto_figure(board["rows"], board["cost_limit"],
+                        title=f"Forgetting against cost: CPU preset, N = {board['n_models']} runs per method")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/cifar10-jpeg", help="local CIFAR-10 copy")
@@ -99,12 +119,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cache_dir", default="runs/score/cache")
     p.add_argument("--output_dir", default="runs/leaderboard/cpu", help="the leaderboard and per-method reports")
     p.add_argument("--out", default="benchmarks/results/score_cpu", help="the summary, without extension")
+    p.add_argument("--redraw", action="store_true",
+                   help="train and score nothing: redraw <out>_pareto.png from <out>.json")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's); 1 keeps a shared machine from oversubscribing")
     args = p.parse_args(argv)
     previous_json = Path(args.out).with_suffix(".json")
-    if args.update and not previous_json.is_file():
-        p.error(f"--update: no previous summary at {previous_json}")
+    if (args.update or args.redraw) and not previous_json.is_file():
+        p.error(f"--{'redraw' if args.redraw else 'update'}: no previous summary at {previous_json}")
+    if args.redraw:
+        previous = json.loads(previous_json.read_text())
+        print(f"wrote {draw_pareto(previous, Path(args.out + '_pareto.png'))}")
+        return previous
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     overrides = ["-c", args.config, "--n_models", str(args.n), "--seed_base", str(args.seed_base),
@@ -166,10 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(header + summary)
     out.with_suffix(".csv").write_text(csv_table(board["rows"]))
-    if kept:
-        pareto_figure(board["rows"], board["cost_limit"]).savefig(out.with_name(out.name + "_pareto.png"), dpi=100, bbox_inches="tight")
-    else:
-        shutil.copy(Path(args.output_dir) / "pareto.png", out.with_name(out.name + "_pareto.png"))
+    draw_pareto(board, out.with_name(out.name + "_pareto.png"))
     payload = {**board, "wall_s": wall, "torch": str(torch.__version__)}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print()

@@ -11,6 +11,11 @@ published recipes), each for at most one epoch (one per phase: UNSIR impairs, th
 2,000-image subset: a check that every published config runs on CPU, not a comparison of methods.
 
     python benchmarks/unlearn_cpu.py --preset configs --subset 2000 --epochs 1 --out benchmarks/results/unlearn_full_subset
+
+``--redraw`` trains nothing: it redraws ``streaming_curves.png`` beside ``--out`` from the
+``streaming_curves.json`` there.
+
+    python benchmarks/unlearn_cpu.py --redraw
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 
+from unlearning.callbacks import stream_figure
 from unlearning.pipeline import run_comparison
 from unlearning.tables import COLUMNS, markdown_table
 
@@ -36,7 +43,28 @@ def epoch_cap(config: Path, epochs: int) -> int:
     return min(int(cfg["trainer"].get("max_epochs", epochs)), epochs * phases)
 
 
-def main() -> None:
+def draw_stream_curves(history: list[dict[str, Any]], path: Path, preset: str = "configs/cpu") -> Path:
+    """Draw the streaming method's curves, request by request.
+
+    Args:
+        history: the rows of ``streaming_curves.json`` (one per evaluation).
+        path: the PNG file to write.
+        preset: the folder of the streaming config (its module's name goes into the title).
+
+    Returns:
+        ``path``.
+    """
+    from unlearning.callbacks.figures import _pyplot
+
+    config = Path(preset) / "unlearn" / "streaming.yaml"
+    module = yaml.safe_load(config.read_text())["model"]["class_path"].rsplit(".", 1)[-1]
+    fig = stream_figure(history, f"{module} ({config}): {len(history) - 1} evaluations")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/cifar10-jpeg")
     p.add_argument("--preset", default="configs/cpu",
@@ -48,7 +76,16 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true",
                    help="reuse the methods' existing checkpoints too (the original and oracle always are)")
     p.add_argument("--out", default="benchmarks/results/unlearn_cpu")
-    args = p.parse_args()
+    p.add_argument("--redraw", action="store_true",
+                   help="train nothing: redraw streaming_curves.png beside --out from streaming_curves.json")
+    args = p.parse_args(argv)
+    if args.redraw:
+        curves_json = Path(args.out).parent / "streaming_curves.json"
+        if not curves_json.is_file():
+            p.error(f"--redraw: no {curves_json}")
+        png = draw_stream_curves(json.loads(curves_json.read_text()), curves_json.with_suffix(".png"), args.preset)
+        print(f"wrote {png}")
+        return
     preset = Path(args.preset)
     methods = args.methods or sorted(f.stem for f in (preset / "unlearn").glob("*.yaml"))
     if args.epochs is not None and args.epochs < 1:
@@ -115,8 +152,8 @@ def main() -> None:
         import shutil
 
         shutil.copy(curves, out.parent / "streaming_curves.json")
-        shutil.copy(curves.with_suffix(".png"), out.parent / "streaming_curves.png")
         history = json.loads(curves.read_text())
+        draw_stream_curves(history, out.parent / "streaming_curves.png", args.preset)
         first, last = history[0], history[-1]
         notes = (
             f"\nStreaming (`configs/cpu/unlearn/streaming.yaml`): {int(last['request'])} requests of "

@@ -21,28 +21,49 @@ CURVES = ("forgotten_acc", "retain_acc", "test_acc", "simple_mia")
 
 def stream_figure(history: list[dict[str, float]], title: str = "") -> Any:
     """Accuracies (forgotten so far, retain sample, test) and the simple MIA (forgotten so far vs
-    test) against the request number; the oracle's values dashed where known."""
+    test) against the request number; the oracle's values dashed where known.
+
+    What is better differs by curve, and each panel's title says so: accuracy on what was forgotten
+    and the MIA should follow the oracle's (a model that never saw those examples), retain and test
+    accuracy should stay high.
+
+    Args:
+        history: one row per evaluation (``request``, ``forgotten_acc``, ``retain_acc``,
+            ``test_acc``, ``simple_mia`` and, where known, the same with ``oracle_``), as written to
+            ``stream_curves.json``.
+        title: the figure's title (none if empty).
+
+    Returns:
+        A matplotlib figure.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     from unlearning.callbacks.figures import _pyplot
 
     plt = _pyplot()
-    fig, (ax_acc, ax_mia) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_acc, ax_mia) = plt.subplots(1, 2, figsize=(11, 4.4))
     req = [h["request"] for h in history]
     for key, color in (("forgotten_acc", "tab:red"), ("retain_acc", "tab:green"), ("test_acc", "tab:blue")):
         ax_acc.plot(req, [h[key] for h in history], marker="o", ms=3, color=color, label=key.replace("_acc", ""))
         if any(f"oracle_{key}" in h for h in history):
             ax_acc.plot(req, [h.get(f"oracle_{key}", math.nan) for h in history], ls="--", color=color, lw=1,
                         label=f"{key.replace('_acc', '')} (oracle)")
-    ax_acc.set_xlabel("request")
+    ax_acc.set_title("Accuracy: forgotten should follow its oracle (dashed);\nretain and test: higher is better",
+                     fontsize=10)
     ax_acc.set_ylabel("accuracy")
-    ax_acc.legend(fontsize=7)
+    ax_acc.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: off the curves
     ax_mia.plot(req, [h["simple_mia"] for h in history], marker="o", ms=3, color="tab:purple", label="model")
     if any("oracle_simple_mia" in h for h in history):
         ax_mia.plot(req, [h.get("oracle_simple_mia", math.nan) for h in history], ls="--", color="tab:purple",
                     lw=1, label="oracle")
-    ax_mia.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax_mia.set_xlabel("request")
-    ax_mia.set_ylabel("simple MIA (forgotten so far vs test)")
+    ax_mia.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance (0.5)")
+    ax_mia.set_title("Simple MIA, forgotten so far vs test:\ncloser to the oracle (dashed) is better", fontsize=10)
+    ax_mia.set_ylabel("MIA accuracy (0.5 = chance)")
     ax_mia.legend(fontsize=7)
+    for ax in (ax_acc, ax_mia):
+        ax.set_xlabel("forget requests handled")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -39,7 +39,8 @@ from unlearning.scoring.cache import write_json_atomic
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
 
-__all__ = ["LEADERBOARD_COLUMNS", "leaderboard_rows", "method_configs", "run_leaderboard"]
+__all__ = ["LEADERBOARD_COLUMNS", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
+           "run_leaderboard"]
 
 #: (key, title) of the leaderboard's columns; the cells are built by :func:`_cells`.
 LEADERBOARD_COLUMNS = (
@@ -303,26 +304,106 @@ def variant_notes(results: dict[str, dict[str, Any]], variant_of: dict[str, str]
     return lines
 
 
-def pareto_figure(rows: list[dict[str, Any]], cost_limit: float) -> Any:
-    """F / ceiling against cost (time, x one oracle), one labelled point per method."""
-    import matplotlib
+def pareto_front(cost: Sequence[float], quality: Sequence[float]) -> list[int]:
+    """The non-dominated points: those that no other point matches or beats on both axes (at most
+    its cost and at least its quality, better on one).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        cost: each point's cost (lower is better).
+        quality: each point's quality (higher is better).
 
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    for r in rows:
-        ax.errorbar(r["cost_time_fraction_mean"], r["relative_forgetting"], xerr=r["cost_time_fraction_std"],
-                    yerr=r["relative_forgetting_se"], fmt="o", capsize=3, color="tab:red" if r["over_cost_limit"] else "tab:blue")
-        ax.annotate(r["method"], (r["cost_time_fraction_mean"], r["relative_forgetting"]), fontsize=8,
-                    xytext=(4, 3), textcoords="offset points")
-    ax.axvline(cost_limit, color="grey", ls="--", lw=1)
-    ax.text(cost_limit, ax.get_ylim()[0], f" cost limit ({cost_limit:g})", color="grey", fontsize=8, va="bottom")
-    ax.set_xlabel("cost: training time / one oracle's (mean ± std over runs)")
-    ax.set_ylabel("F / ceiling (± s.e. over forget examples)")
-    ax.set_title("Forgetting against cost")
+    Returns:
+        The indices of the frontier, by increasing cost (and increasing quality); of points with
+        equal cost and quality, the first.
+    """
+    order = sorted(range(len(cost)), key=lambda i: (cost[i], -quality[i], i))
+    front: list[int] = []
+    for i in order:
+        if not front or quality[i] > quality[front[-1]]:
+            front.append(i)
+    return front
+
+
+def pareto_figure(rows: list[dict[str, Any]], cost_limit: float, title: str = "Forgetting against cost") -> Any:
+    """F / ceiling against cost (time, x one oracle), one labelled point per method.
+
+    The Pareto frontier (no other method has a higher F / ceiling at a lower cost) is a step line
+    through its highlighted points, the region over the cost limit is shaded, and the labels are
+    placed by :func:`~unlearning.callbacks.figures.place_labels`: no two overlap, and they keep off
+    the markers, error bars, frontier and legend wherever there is room.
+
+    Args:
+        rows: the leaderboard's rows (``method``, ``relative_forgetting`` and its ``_se``,
+            ``cost_time_fraction_mean`` and ``_std``, ``over_cost_limit``).
+        cost_limit: the cost limit, as a fraction of one oracle's training time (not drawn if not
+            finite).
+        title: the figure's title.
+
+    Returns:
+        A matplotlib figure.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import Bbox
+
+    from unlearning.callbacks.figures import _pyplot, place_labels
+
+    plt = _pyplot()
+    x = np.array([r["cost_time_fraction_mean"] for r in rows], dtype=float)
+    xerr = np.nan_to_num(np.array([r["cost_time_fraction_std"] for r in rows], dtype=float))
+    y = np.array([r["relative_forgetting"] for r in rows], dtype=float)
+    yerr = np.nan_to_num(np.array([r["relative_forgetting_se"] for r in rows], dtype=float))
+    over = [bool(r["over_cost_limit"]) for r in rows]
+    front = pareto_front(list(x), list(y))
+    limit = float(cost_limit) if cost_limit is not None and math.isfinite(cost_limit) else None
+
+    fig, ax = plt.subplots(figsize=(9.0, 6.0))
+    hi_x = max(float(np.max(x + xerr)), limit or -math.inf)
+    lo_x, lo_y, hi_y = float(np.min(x - xerr)), float(np.min(y - yerr)), float(np.max(y + yerr))
+    span_x, span_y = max(hi_x - lo_x, 1e-9), max(hi_y - lo_y, 1e-9)
+    ax.set_xlim(lo_x - 0.06 * span_x, hi_x + 0.1 * span_x)
+    ax.set_ylim(lo_y - 0.08 * span_y, hi_y + 0.1 * span_y)
+    handles: list[Any] = []
+    if limit is not None:
+        ax.axvspan(limit, ax.get_xlim()[1], color="tab:red", alpha=0.08, lw=0)
+        ax.axvline(limit, color="tab:red", ls="--", lw=1)
+        handles.append(Patch(facecolor="tab:red", alpha=0.25, edgecolor="tab:red", ls="--",
+                             label=f"cost over the limit (> {limit:g} x one oracle)"))
+    step_x, step_y = np.append(x[front], ax.get_xlim()[1]), np.append(y[front], y[front][-1])
+    ax.step(step_x, step_y, where="post", color="tab:green", lw=1.5, zorder=1)
+    for i in range(len(rows)):
+        color = "tab:red" if over[i] else "tab:blue"
+        ax.errorbar(x[i], y[i], xerr=xerr[i], yerr=yerr[i], fmt="o", ms=5, capsize=2.5, color=color, elinewidth=1,
+                    zorder=2)
+    ax.scatter(x[front], y[front], s=110, facecolors="none", edgecolors="tab:green", linewidths=2, zorder=3)
+    handles += [Line2D([], [], color="tab:green", lw=1.5, marker="o", mfc="none", mec="tab:green", ms=10, mew=2,
+                       label="Pareto frontier: no method is better at lower cost"),
+                Line2D([], [], color="tab:blue", marker="o", ls="", label="method within the cost limit"),
+                Line2D([], [], color="tab:red", marker="o", ls="", label="method over the cost limit")]
+    ax.set_xlabel("cost: training time, x one oracle's (lower is better; mean ± std over runs)")
+    ax.set_ylabel("F / ceiling (higher is better; ± s.e. over forget examples)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
+    legend = ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.9)
     fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0
+    to_px = ax.transData.transform
+    obstacles = [legend.get_window_extent(renderer)]
+    for i in range(len(rows)):  # the error bars with their caps, the ring of a frontier point
+        (cx, cy), (x0, y0), (x1, y1) = to_px((x[i], y[i])), to_px((x[i] - xerr[i], y[i] - yerr[i])), \
+            to_px((x[i] + xerr[i], y[i] + yerr[i]))
+        cap, ring = 3 * px, 7 * px
+        obstacles += [Bbox.from_extents(x0 - px, cy - cap, x1 + px, cy + cap),
+                      Bbox.from_extents(cx - cap, y0 - px, cx + cap, y1 + px)]
+        if i in front:
+            obstacles.append(Bbox.from_extents(cx - ring, cy - ring, cx + ring, cy + ring))
+    for k in range(len(front)):  # the frontier's steps: along, then up
+        (x0, y0), (x1, y1) = to_px((step_x[k], step_y[k])), to_px((step_x[k + 1], step_y[k + 1]))
+        obstacles += [Bbox.from_extents(x0, y0 - px, x1, y0 + px), Bbox.from_extents(x1 - px, y0, x1 + px, y1)]
+    # the frontier first, then by decreasing F / ceiling: the best methods get the nearest places
+    order = front + sorted((i for i in range(len(rows)) if i not in front), key=lambda i: (-y[i], x[i]))
+    place_labels(ax, [(x[i], y[i]) for i in order], [rows[i]["method"] for i in order], obstacles=obstacles)
     return fig
 
 
@@ -344,8 +425,9 @@ def epsilon_distributions_figure(results: dict[str, dict[str, Any]]) -> Any:
     n = int(first["n_models"])
     ax.axvline(math.ceil(math.log(n - 1)), color="grey", ls=":", lw=1)
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel(f"per-example epsilon (dotted: 0 points from here on at N = {n})")
-    ax.set_ylabel("share of forget examples")
+    ax.set_xlabel(f"per-example epsilon (lower is better; dotted: 0 points from here on at N = {n})")
+    ax.set_ylabel("share of forget examples at or below (higher is better)")
+    ax.set_title("Per-example epsilon: the closer to the ceiling's curve, the better")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
