@@ -37,9 +37,10 @@ DESCRIPTION = (
     "unlearning: machine unlearning on image classifiers. Train an original model and its "
     "retrain-from-scratch oracle, run unlearning methods, and score how close each gets to the "
     "oracle and at what cost. Every subcommand takes a YAML config (-c FILE) and dotted overrides; "
-    "-v (or UNLEARNING_DEBUG=1) shows Lightning's own tips and warnings, which are hidden otherwise."
+    "-v (or UNLEARNING_VERBOSE=1) shows Lightning's own output, hidden otherwise: model summaries, "
+    "seeds, devices, tips and its warnings about what the project does on purpose."
 )
-#: the flag (anywhere on the command line) that keeps Lightning's tips and warnings
+#: the flag (anywhere on the command line) that keeps Lightning's own output (sets ``UNLEARNING_VERBOSE``)
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 #: one line of help per subcommand, in the order ``unlearning --help`` lists them
@@ -173,8 +174,12 @@ class UnlearningCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with :class:`~unlearning.callbacks.hparams.FinalHparams` added and
-        TensorBoard's placeholder ``hp_metric`` turned off."""
+        """The Trainer, with :class:`~unlearning.callbacks.hparams.FinalHparams` added,
+        TensorBoard's placeholder ``hp_metric`` turned off and, unless ``-v`` or asked for
+        (``--trainer.enable_model_summary true``), no model summary: its table, repeated by every
+        stage, is printed by Rich's console where Rich is installed, past any logging level."""
+        if not verbose() and self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is None:
+            kwargs.setdefault("enable_model_summary", False)
         trainer = super().instantiate_trainer(**kwargs)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -253,8 +258,7 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
     if isinstance(argv, list) and any(a in VERBOSE_FLAGS for a in argv):
         argv = args = [a for a in argv if a not in VERBOSE_FLAGS]
         os.environ["UNLEARNING_VERBOSE"] = "1"
-    if not verbose():
-        silence_lightning_noise()
+    silence_lightning_noise(not verbose())
     if isinstance(argv, list) and argv[:1] and argv[0] in OWN_SUBCOMMANDS:
         import importlib
 

@@ -59,12 +59,14 @@ def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = T
     """
     ckpt = stage_checkpoint(config, overrides)
     if reuse and stage_finished(ckpt):
-        print(f"reusing {ckpt}")
+        print(f"reusing {ckpt}", flush=True)
         return ckpt
     # an interrupted fit is resumed; without reuse, the run there is replaced
     resume = ["--ckpt_path", str(ckpt)] if reuse and ckpt.is_file() else []
     if resume:
-        print(f"resuming {ckpt}: the fit that wrote it did not finish")
+        print(f"resuming {ckpt}: the fit that wrote it did not finish", flush=True)
+    else:  # the progress bar that follows is this stage's
+        print(f"training {ckpt.parent.parent} ({config})", flush=True)
     main(["fit", "-c", str(config), *overrides, *resume, *([] if reuse else ["--overwrite", "true"])])
     if not run_finished(ckpt):
         raise FileNotFoundError(f"fit -c {config} finished without writing {ckpt}")

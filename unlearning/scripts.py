@@ -1,5 +1,6 @@
 """Helpers of the example and benchmark scripts: a parser that passes unknown arguments on to
-every stage, checks of positive flags, and an entry point that turns bad input into one line."""
+every stage (with ``-v``/``--verbose``), checks of positive flags, and an entry point that turns
+bad input into one line."""
 
 from __future__ import annotations
 
@@ -9,12 +10,34 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["require_positive", "run_script", "script_parser"]
+__all__ = ["add_verbose_flag", "require_positive", "run_script", "script_parser"]
 
 _PASS_THROUGH_HELP = (
     "Any other --key value argument is passed to every `unlearning fit` stage and to the evaluation "
     "(e.g. --trainer.precision bf16-mixed); see `unlearning fit --help`."
 )
+
+
+class _Verbose(argparse.Action):
+    """``-v``: sets ``UNLEARNING_VERBOSE=1`` as soon as it is parsed, which every stage (and every
+    ``unlearning`` command the script runs in-process or in a subprocess) reads."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        os.environ["UNLEARNING_VERBOSE"] = "1"
+        setattr(namespace, self.dest, True)
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``-v``/``--verbose`` to a script's parser: Lightning's own output (model summaries,
+    seeds, devices, tips), which the stages hide otherwise, as ``unlearning -v`` shows it.
+
+    Args:
+        parser: the script's parser; parsing ``-v`` sets ``UNLEARNING_VERBOSE=1`` in this process.
+    """
+    parser.add_argument("-v", "--verbose", action=_Verbose, nargs=0, default=False,
+                        help="show Lightning's own output (model summaries, seeds, devices, tips), hidden "
+                             "otherwise; the same as UNLEARNING_VERBOSE=1")
 
 
 def script_parser(doc: str, out: str, cifar_root: bool = False) -> argparse.ArgumentParser:
@@ -27,13 +50,15 @@ def script_parser(doc: str, out: str, cifar_root: bool = False) -> argparse.Argu
         cifar_root: add ``--root``, a local copy of CIFAR-10 (default: torchvision downloads it).
 
     Returns:
-        The parser, with ``--out`` (and ``--root``) and an epilog about the passed-on arguments.
+        The parser, with ``--out`` (and ``--root``), ``-v`` and an epilog about the passed-on
+        arguments.
     """
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0], epilog=_PASS_THROUGH_HELP)
     if cifar_root:
         p.add_argument("--root", default=None,
                        help="local CIFAR-10: an image folder or torchvision's batches (default: download)")
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    add_verbose_flag(p)
     return p
 
 

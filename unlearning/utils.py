@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_writable", "silence_lightning_noise", "write_error"]
+__all__ = ["CHATTY_LOGGERS", "atomic_path", "check_writable", "silence_lightning_noise", "write_error"]
 
 
 @contextlib.contextmanager
@@ -82,28 +82,60 @@ def check_writable(path: str | Path, what: str) -> None:
                               "expected a folder this user can write to")
 
 
-class _DropTips:
-    """A logging filter that drops Lightning's advertisements ("💡 Tip: ... try installing ...")
-    and its note that it reads the training loader to count the steps (which a schedule over
-    ``estimated_stepping_batches`` makes it do, as it should)."""
+#: Lightning's loggers whose INFO lines are its own chatter, not a result, each run over:
+#:
+#: - the seed's: "Seed set to 0";
+#: - the rank-zero loggers (where ``rank_zero_info`` of both packages logs): "GPU available",
+#:   "TPU available", "HPU available", "`Trainer.fit` stopped: `max_epochs=...` reached",
+#:   "`Trainer(limit_val_batches=1.0)` was configured so ...", "You are using a CUDA device ...
+#:   that has Tensor Cores", the advertising tips ("💡 Tip: ... try installing litlogger") and
+#:   "Loading `train_dataloader` to estimate number of stepping batches";
+#: - the CUDA accelerator's: "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]".
+#:
+#: They are raised to WARNING, so that their warnings still show; Lightning's warnings
+#: (``rank_zero_warn``) go through :mod:`warnings`, not through these loggers. The model summary
+#: is not a logging matter (with Rich installed it is printed to the console): the ``unlearning``
+#: command turns it off instead (:meth:`unlearning.cli.UnlearningCLI.instantiate_trainer`).
+CHATTY_LOGGERS = (
+    "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+)
 
-    def filter(self, record: object) -> bool:
-        return not str(getattr(record, "msg", "")).startswith(("💡 Tip", "Loading `train_dataloader` to estimate"))
+#: the levels :data:`CHATTY_LOGGERS` had before :func:`silence_lightning_noise` raised them
+_saved_levels: dict[str, int] = {}
 
 
-def silence_lightning_noise() -> None:
-    """Drop what Lightning prints that is not the user's business: its advertising tips, the
-    warning about modules in eval mode (unlearning modules keep frozen copies, such as the
-    original, in eval mode on purpose), its own deprecation of ``LeafSpec`` checks, its caution
-    against ``args`` beside command-line arguments (the pipeline runs the CLI in-process from
-    scripts that have arguments of their own), and its warning about a checkpoint folder that is
-    not empty (the ``unlearning`` command guards run folders itself). Idempotent."""
+def silence_lightning_noise(silence: bool = True) -> None:
+    """Drop what Lightning prints that is not the user's business, or (``silence=False``, for
+    ``-v`` / ``UNLEARNING_VERBOSE=1``) let its loggers speak again.
+
+    Silenced: the INFO lines of :data:`CHATTY_LOGGERS` (seeds, devices, why a fit stopped, tips: a
+    run shows its progress bar and what the project prints), and the warnings about modules in
+    eval mode (unlearning modules keep frozen copies, such as the original, in eval mode on
+    purpose), its own deprecation of ``LeafSpec`` checks, its caution against ``args`` beside
+    command-line arguments (the pipeline runs the CLI in-process from scripts that have arguments
+    of their own), and a checkpoint folder that is not empty (the ``unlearning`` command guards
+    run folders itself). Every other warning is kept. Idempotent.
+
+    Args:
+        silence: ``True`` to silence; ``False`` to give the loggers back the levels they had
+            before (the warning filters, process-wide, stay: a verbose command line never adds
+            them).
+    """
     import logging
     import warnings
 
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in logger.filters):
-        logger.addFilter(_DropTips())
+    if not silence:
+        for name, level in _saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        _saved_levels.clear()
+        return
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        _saved_levels.setdefault(name, logger.level)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # the pipeline runs the CLI in-process with its own arguments, inside scripts that have theirs
