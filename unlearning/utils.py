@@ -93,7 +93,7 @@ def check_writable(path: str | Path, what: str) -> None:
 #: - the CUDA accelerator's: "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]".
 #:
 #: They are raised to WARNING, so that their warnings still show; Lightning's warnings
-#: (``rank_zero_warn``) go through :mod:`warnings`, not through these loggers. The model summary
+#: (``rank_zero_warn``) go through Python's ``warnings``, not through these loggers. The model summary
 #: is not a logging matter (with Rich installed it is printed to the console): the ``unlearning``
 #: command turns it off instead (:meth:`unlearning.cli.UnlearningCLI.instantiate_trainer`).
 CHATTY_LOGGERS = (
