@@ -194,8 +194,9 @@ def cli_page(data: dict) -> None:
     lines = ["# CLI reference", "",
              ("Every stage is a subcommand of `unlearning` (also `python -m unlearning`). The texts below are "
               "the commands' own `--help`, generated when this site was built. Every subcommand takes a "
-              "YAML config (`-c FILE`) and dotted overrides (`--trainer.max_epochs 3`); `-v` anywhere shows "
-              "Lightning's own tips and warnings."), ""]
+              "YAML config (`-c FILE`) and dotted overrides (`--trainer.max_epochs 3`); `-v` anywhere (or "
+              "`UNLEARNING_VERBOSE=1`) shows what Lightning prints besides the progress bar: seeds, devices, "
+              "model summaries, tips."), ""]
     for sub, text in help_texts.items():
         command = f"unlearning {sub} --help" if sub else "unlearning --help"
         lines += [f"## `{command}`" if sub else "## `unlearning`", ""]
