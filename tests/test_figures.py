@@ -141,6 +141,21 @@ def test_pareto_labels_do_not_overlap_in_a_tight_cluster() -> None:
     _pyplot().close(fig)
 
 
+def test_pareto_figure_leaves_out_rows_without_a_finite_score() -> None:
+    """At N = 2 the ceiling is 0 and F / ceiling is NaN: such rows are left out (a leaderboard run
+    once failed on them with "Axis limits cannot be NaN or Inf"); with none left, a note is drawn."""
+    from unlearning.callbacks.figures import _pyplot
+    from unlearning.scoring.leaderboard import pareto_figure
+
+    fig = pareto_figure(_rows([("a", 0.1, 0.5), ("b", 0.12, float("nan"))]), 0.2)
+    texts, _ = _label_boxes(fig)
+    assert [t.get_text() for t in texts] == ["a"]
+    _pyplot().close(fig)
+    fig = pareto_figure(_rows([("b", 0.12, float("nan"))]), 0.2)
+    assert "no method has a finite F / ceiling" in fig.axes[0].texts[0].get_text()
+    _pyplot().close(fig)
+
+
 def test_stream_and_epsilon_figures_say_what_is_better() -> None:
     from unlearning.callbacks import stream_figure
     from unlearning.callbacks.figures import _pyplot

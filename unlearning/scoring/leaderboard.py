@@ -334,7 +334,8 @@ def pareto_figure(rows: list[dict[str, Any]], cost_limit: float, title: str = "F
 
     Args:
         rows: the leaderboard's rows (``method``, ``relative_forgetting`` and its ``_se``,
-            ``cost_time_fraction_mean`` and ``_std``, ``over_cost_limit``).
+            ``cost_time_fraction_mean`` and ``_std``, ``over_cost_limit``); rows whose F / ceiling
+            or cost is not finite are left out.
         cost_limit: the cost limit, as a fraction of one oracle's training time (not drawn if not
             finite).
         title: the figure's title.
@@ -349,6 +350,16 @@ def pareto_figure(rows: list[dict[str, Any]], cost_limit: float, title: str = "F
     from unlearning.callbacks.figures import _pyplot, place_labels
 
     plt = _pyplot()
+    # a row without a finite F / ceiling or cost (the ceiling is 0 when N is too small) has no place
+    rows = [r for r in rows if math.isfinite(float(r["relative_forgetting"]))
+            and math.isfinite(float(r["cost_time_fraction_mean"]))]
+    if not rows:
+        fig, ax = plt.subplots(figsize=(9.0, 6.0))
+        ax.text(0.5, 0.5, "no method has a finite F / ceiling and cost to draw\n(the ceiling is 0 when N is too small)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title(title)
+        return fig
     x = np.array([r["cost_time_fraction_mean"] for r in rows], dtype=float)
     xerr = np.nan_to_num(np.array([r["cost_time_fraction_std"] for r in rows], dtype=float))
     y = np.array([r["relative_forgetting"] for r in rows], dtype=float)
