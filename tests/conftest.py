@@ -16,8 +16,11 @@ import torch
 matplotlib.use("Agg")
 # Tiny models run fastest on one thread, and two OpenMP teams on two cores (pytest plus a CLI
 # subprocess, or two test processes) slow each other down many times over.
-torch.set_num_threads(1)
-os.environ["OMP_NUM_THREADS"] = "1"
+# UNLEARNING_TEST_THREADS overrides it, to check that a test's verdict does not hang on the thread
+# count (CI runs the method tests once more with 2 threads and another vector unit).
+THREADS = int(os.environ.get("UNLEARNING_TEST_THREADS", "1"))
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
@@ -157,20 +160,28 @@ def tiny_toy_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 @pytest.fixture(scope="session")
-def synthetic_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The original and the retrain oracle of the synthetic problem (``tests/synthetic.py``)."""
-    from tests.synthetic import train_models
+def synthetic_models() -> dict[str, Path]:
+    """The original and the retrain oracle of the synthetic problem (``tests/synthetic.py``), as
+    shipped under ``tests/fixtures/synthetic/`` (read-only: copy a file before changing it)."""
+    from tests.synthetic import reference_models
 
-    return train_models(tmp_path_factory.mktemp("synthetic_models"))
+    ref = reference_models()
+    return {"original": ref["original"], "oracle": ref["oracle"]}
 
 
 @pytest.fixture(scope="session")
-def synthetic_class_models(synthetic_models: dict[str, Path],
-                           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def synthetic_class_models() -> dict[str, Path]:
     """The class-forgetting variant (``tests.synthetic.CLASS_FORGET``): the same original, and an
-    oracle retrained without class 0."""
-    from tests.synthetic import CLASS_FORGET, train_model
-    from unlearning.modules import RetrainOracle
+    oracle retrained without class 0 (shipped)."""
+    from tests.synthetic import reference_models
 
-    oracle = train_model(tmp_path_factory.mktemp("synthetic_class_models"), "oracle", RetrainOracle, 1, **CLASS_FORGET)
-    return {"original": synthetic_models["original"], "oracle": oracle}
+    ref = reference_models()
+    return {"original": ref["original"], "oracle": ref["class_oracle"]}
+
+
+@pytest.fixture(scope="session")
+def synthetic_hypernet() -> Path:
+    """The hypernetwork stage (``tests.synthetic.HYPERNET_STAGE``) of the synthetic original (shipped)."""
+    from tests.synthetic import reference_models
+
+    return reference_models()["hypernet"]

@@ -1,5 +1,13 @@
-"""The synthetic unlearning problem shared by the method tests (a fixture in conftest trains its
-original and oracle once per session)."""
+"""The synthetic unlearning problem shared by the method tests, and its reference models.
+
+The reference models (the original, the oracle, the class-forgetting oracle and a hypernetwork
+stage) are shipped as small checkpoints under ``tests/fixtures/synthetic/``, so that every machine
+starts the method tests from the same weights: trained anew, 15 epochs of SGD grow the last-bit
+differences between CPUs (vector unit, thread count) into visibly different models, and a check
+tuned on one machine's original fell on the wrong side on another's. ``test_reference_models.py``
+trains them again and checks that they land in the same accuracy band. Regenerate them (after a
+change of the problem, the nets or the checkpoint format) with ``python -m tests.synthetic``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+from unlearning.modules.base import META_KEY
 
 from unlearning.data import SyntheticImageDataModule, UnlearningDataModule
 from unlearning.data.sources import ImageArrays
@@ -39,10 +49,40 @@ def trainer(tmp: Path, epochs: int, **kw) -> L.Trainer:
                      enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 
-def train_models(out: Path) -> dict[str, Path]:
-    """The original (seed 0, retain + forget) and the oracle (seed 1, retain only): 15 epochs each."""
-    return {name: train_model(out, name, cls, seed)
-            for name, cls, seed in (("original", Classifier, 0), ("oracle", RetrainOracle, 1))}
+def evaluate(module: L.LightningModule, tmp: Path, **data_kw) -> dict[str, float]:
+    """Test metrics of ``module`` on the synthetic problem (``data_kw``: its variant)."""
+    res = trainer(tmp, 1).test(module, datamodule(**data_kw), verbose=False)[0]
+    return {k.removeprefix("test/"): float(v) for k, v in res.items()}
+
+
+#: Where the shipped reference models live (see the module's docstring).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "synthetic"
+
+#: The reference models: ``name: (module class, seed, data overrides)``. The original (seed 0)
+#: trains on retain + forget, the oracle (seed 1) on retain only, the class oracle (seed 1) on the
+#: class-forgetting variant's retain set.
+REFERENCE_MODELS: dict[str, tuple[type[Classifier], int, dict]] = {
+    "original": (Classifier, 0, {}),
+    "oracle": (RetrainOracle, 1, {}),
+    "class_oracle": (RetrainOracle, 1, CLASS_FORGET),
+}
+
+#: The hypernetwork stage shipped beside them (init args, optimiser steps), trained for the original.
+HYPERNET_STAGE: tuple[dict, int] = ({"patched_layers": 2, "rank": 8, "hidden": 64, "distill_weight": 3.0}, 400)
+
+#: Checkpoint entries that a reference model needs to be loaded as an original, an oracle or a
+#: module; the rest (optimiser state, loops, callbacks) would only make the files bigger.
+KEPT_ENTRIES = ("state_dict", "hyper_parameters", "pytorch-lightning_version", META_KEY)
+
+
+def reference_models() -> dict[str, Path]:
+    """The shipped reference models, ``{"original", "oracle", "class_oracle", "hypernet"}`` ->
+    checkpoint path (read-only: copy one before changing it)."""
+    paths = {name: FIXTURES / f"{name}.ckpt" for name in (*REFERENCE_MODELS, "hypernet")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"reference models missing: {missing}; run `python -m tests.synthetic`")
+    return paths
 
 
 def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_kw) -> Path:
@@ -55,6 +95,42 @@ def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_k
     path = out / f"{name}.ckpt"
     t.save_checkpoint(path)
     return path
+
+
+def train_hypernet_stage(original: Path, out: Path) -> Path:
+    """The hypernetwork stage of :data:`HYPERNET_STAGE` for ``original``, saved as ``out / "hypernet.ckpt"``."""
+    from unlearning.methods import HypernetTrainer
+
+    args, steps = HYPERNET_STAGE
+    L.seed_everything(0)
+    module = HypernetTrainer(original=str(original), **args)
+    t = trainer(out / "hypernet", -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0)
+    t.fit(module, datamodule())
+    path = out / "hypernet.ckpt"
+    t.save_checkpoint(path)
+    return path
+
+
+def train_reference_models(out: Path) -> dict[str, Path]:
+    """Train every model of :data:`REFERENCE_MODELS` (and the hypernetwork stage) into ``out``."""
+    paths = {name: train_model(out, name, cls, seed, **data_kw)
+             for name, (cls, seed, data_kw) in REFERENCE_MODELS.items()}
+    paths["hypernet"] = train_hypernet_stage(paths["original"], out)
+    return paths
+
+
+def write_fixtures(out: Path = FIXTURES) -> dict[str, Path]:
+    """Train the reference models and write them to ``out`` with only :data:`KEPT_ENTRIES`."""
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in train_reference_models(Path(tmp)).items():
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            written[name] = out / f"{name}.ckpt"
+            torch.save({k: ckpt[k] for k in KEPT_ENTRIES if k in ckpt}, written[name])
+    return written
 
 
 class IndexedImages(UnlearningDataModule):
@@ -86,3 +162,9 @@ def decode_indices(x: torch.Tensor) -> list[tuple[bool, int]]:
     """``(held_out, index)`` of each image of an :class:`IndexedImages` batch."""
     b = (x[:, :, 0, 0].detach().cpu() * 255).round().long()
     return [(bool(h), int(lo + 256 * hi)) for lo, hi, h in b.tolist()]
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for name, path in write_fixtures().items():
+        print(f"{name}: {path.stat().st_size / 1024:.0f} KiB")

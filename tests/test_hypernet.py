@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from tests.synthetic import NUM_FORGET, datamodule, trainer
+from tests.synthetic import HYPERNET_STAGE, NUM_FORGET, datamodule, trainer
 from unlearning.methods import HypernetTrainer, HypernetUnlearn
 from unlearning.methods.hypernet import PatchedTail, RequestHypernet
 from unlearning.metrics import logit_scaled_confidence
 from unlearning.modules import load_net
 from unlearning.nets import MLP, KitResNet18, SmallCNN
 
-STAGE = {"patched_layers": 2, "rank": 8, "hidden": 64, "distill_weight": 3.0}
+STAGE = HYPERNET_STAGE[0]
 
 
 def _train_stage(original: Path, tmp: Path, steps: int = 100, seed: int = 0, **data) -> HypernetTrainer:
@@ -29,14 +29,9 @@ def _train_stage(original: Path, tmp: Path, steps: int = 100, seed: int = 0, **d
 
 
 @pytest.fixture(scope="module")
-def stage(synthetic_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("hypernet")
-    L.seed_everything(0)
-    module = HypernetTrainer(original=str(synthetic_models["original"]), **STAGE)
-    t = trainer(tmp, -1, max_steps=400, enable_checkpointing=False, limit_val_batches=0)
-    t.fit(module, datamodule())
-    t.save_checkpoint(tmp / "hypernet.ckpt")
-    return tmp / "hypernet.ckpt"
+def stage(synthetic_hypernet: Path) -> Path:
+    """The shipped stage: :data:`STAGE` trained for 400 steps for the synthetic original."""
+    return synthetic_hypernet
 
 
 @pytest.mark.parametrize("net, layers, x", [

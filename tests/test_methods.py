@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import shutil
 from pathlib import Path
+from collections.abc import Callable
 from typing import ClassVar
 
 import lightning as L
@@ -18,7 +19,16 @@ import yaml
 
 import unlearning.methods  # noqa: F401 - registers the built-in algorithms
 from tests.conftest import REPO
-from tests.synthetic import CLASS_FORGET, NUM_FORGET, IndexedImages, datamodule, decode_indices, trainer
+from tests.synthetic import (
+    CLASS_FORGET,
+    NUM_FORGET,
+    IndexedImages,
+    datamodule,
+    decode_indices,
+    evaluate,
+    reference_models,
+    trainer,
+)
 from unlearning.data.splits import make_split
 from unlearning.modules import Classifier, RetrainOracle, UnlearnModule, load_net
 from unlearning.nets import SmallCNN
@@ -74,10 +84,11 @@ CLASS_FORGETTING: dict[str, tuple[dict, int]] = {
     "UNSIR": ({"noise_size": 128, "noise_steps": 20, "noise_per_batch": 32, "lr": 2e-3, "repair_lr": 5e-3}, 4),
 }
 
-#: One-time stages (init args, max_steps) on the synthetic problem.
-STAGE_SETTINGS: dict[str, tuple[dict, int]] = {
-    "HypernetTrainer": ({"patched_layers": 2, "rank": 8, "hidden": 64, "distill_weight": 3.0}, 400),
-}
+#: One-time stages (init args, max_steps) on the synthetic problem, for a stage without a shipped
+#: checkpoint (the hypernetwork's is shipped: ``tests.synthetic.HYPERNET_STAGE``).
+STAGE_SETTINGS: dict[str, tuple[dict, int]] = {}
+#: Stages shipped with the reference models: ``class path -> name in tests.synthetic.reference_models()``.
+SHIPPED_STAGES = {"unlearning.methods.hypernet.HypernetTrainer": "hypernet"}
 
 #: The "actually unlearns" check. On the forget set, the method must close at least
 #: ``MIN_CLOSED`` of the original's distance to the oracle on forget accuracy or on the simple MIA
@@ -144,9 +155,10 @@ def train_stage(cls_path: str, original: Path, tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stage_checkpoints(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every one-time stage some method declares, trained once for the synthetic original."""
+    """Every one-time stage some method declares for the synthetic original: shipped, or trained
+    once here."""
     out = tmp_path_factory.mktemp("stages")
-    paths: dict[str, Path] = {}
+    paths: dict[str, Path] = {path: reference_models()[name] for path, name in SHIPPED_STAGES.items()}
     for cls in all_methods():
         for cls_path in cls.stages.values():
             if cls_path not in paths:
@@ -157,12 +169,6 @@ def stage_checkpoints(models: dict[str, Path], tmp_path_factory: pytest.TempPath
 def method_args(cls: type[UnlearnModule], stage_checkpoints: dict[str, Path]) -> dict[str, str]:
     """The stage checkpoints a method takes as init arguments."""
     return {arg: str(stage_checkpoints[cls_path]) for arg, cls_path in cls.stages.items()}
-
-
-def evaluate(module: L.LightningModule, tmp: Path, **data_kw) -> dict[str, float]:
-    """Test metrics of ``module`` on the synthetic problem (``data_kw``: its variant)."""
-    res = trainer(tmp, 1).test(module, datamodule(**data_kw), verbose=False)[0]
-    return {k.removeprefix("test/"): float(v) for k, v in res.items()}
 
 
 def references(models: dict[str, Path], tmp: Path, **data_kw) -> dict[str, dict[str, float]]:
@@ -199,10 +205,15 @@ def problem(request: pytest.FixtureRequest, class_forgetting: bool) -> tuple[dic
 
 
 def unlearning_verdict(res: dict[str, float], ref: dict[str, dict[str, float]],
-                       slack: tuple[float, float] = (RETAIN_SLACK, TEST_SLACK)) -> tuple[bool, str]:
+                       slack: tuple[float, float] = (RETAIN_SLACK, TEST_SLACK)) -> tuple[bool, str, float]:
     """Whether ``res`` (test metrics of an unlearned model) passes the "actually unlearns" check,
-    and why (see :data:`MIN_CLOSED`); ``slack``: the retain and test slack (the trade-off check
-    of :data:`NOT_SELECTIVE` is this with :data:`TRADE_OFF_SLACK`)."""
+    why, and by how much (see :data:`MIN_CLOSED`); ``slack``: the retain and test slack (the
+    trade-off check of :data:`NOT_SELECTIVE` is this with :data:`TRADE_OFF_SLACK`).
+
+    The margin is the smallest of the check's three distances to its line: the share of a gap
+    closed beyond :data:`MIN_CLOSED`, and the retain and test accuracy above the oracle's less the
+    slack (in accuracy). Positive: passed by that much; negative: failed by that much.
+    """
     retain_slack, test_slack = slack
     o, r = ref["original"], ref["oracle"]
 
@@ -211,12 +222,13 @@ def unlearning_verdict(res: dict[str, float], ref: dict[str, dict[str, float]],
         return 1.0 - abs(res[key] - r[key]) / gap
 
     acc_closed, mia_closed = closed("forget_acc"), closed("simple_mia")
-    forgets = max(acc_closed, mia_closed) >= MIN_CLOSED
-    keeps = res["retain_acc"] >= r["retain_acc"] - retain_slack and res["test_acc"] >= r["test_acc"] - test_slack
+    margin = min(max(acc_closed, mia_closed) - MIN_CLOSED,
+                 res["retain_acc"] - (r["retain_acc"] - retain_slack),
+                 res["test_acc"] - (r["test_acc"] - test_slack))
     why = (f"closed {acc_closed:.2f} of the forget-accuracy gap and {mia_closed:.2f} of the MIA gap (need {MIN_CLOSED}); "
            f"retain acc {res['retain_acc']:.3f} (oracle {r['retain_acc']:.3f}, slack {retain_slack}), "
-           f"test acc {res['test_acc']:.3f} (oracle {r['test_acc']:.3f}, slack {test_slack})")
-    return forgets and keeps, why
+           f"test acc {res['test_acc']:.3f} (oracle {r['test_acc']:.3f}, slack {test_slack}); margin {margin:+.3f}")
+    return margin >= 0, why, margin
 
 
 class DoNothing(UnlearnModule):
@@ -247,14 +259,16 @@ class NoiseOnly(UnlearnModule):
 @pytest.mark.parametrize("class_forgetting", [False, True], ids=["random", "class"])
 @pytest.mark.parametrize("control", [DoNothing, NoiseOnly], ids=lambda c: c.__name__)
 def test_damage_and_doing_nothing_fail_the_unlearning_check(
-    control: type[UnlearnModule], class_forgetting: bool, request: pytest.FixtureRequest, tmp_path: Path
+    control: type[UnlearnModule], class_forgetting: bool, request: pytest.FixtureRequest, tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     data_kw, models, reference = problem(request, class_forgetting)
     L.seed_everything(0)
     module = control(original=str(models["original"]), oracle=str(models["oracle"]), log_distributions=False)
     trainer(tmp_path, 1, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule(**data_kw))
     res = evaluate(module, tmp_path, **data_kw)
-    passed, why = unlearning_verdict(res, reference)
+    passed, why, margin = unlearning_verdict(res, reference)
+    record_property("margin", -margin)  # how far from passing: the control's margin
     assert not passed, why
     r = reference["oracle"]
     if control is DoNothing:  # fails on forgetting, by the whole margin
@@ -262,7 +276,8 @@ def test_damage_and_doing_nothing_fail_the_unlearning_check(
     else:  # fails on utility, by far more than the slack
         assert res["retain_acc"] < r["retain_acc"] - 2 * RETAIN_SLACK, why
     if class_forgetting:  # there even the weaker check of NOT_SELECTIVE tells noise from unlearning
-        passed, why = unlearning_verdict(res, reference, (TRADE_OFF_SLACK, TRADE_OFF_SLACK))
+        passed, why, margin = unlearning_verdict(res, reference, (TRADE_OFF_SLACK, TRADE_OFF_SLACK))
+        record_property("trade_off_margin", -margin)
         assert not passed, why
 
 
@@ -297,6 +312,7 @@ def test_methods_are_found() -> None:
 @pytest.mark.parametrize("cls", all_methods(), ids=lambda c: c.__name__)
 def test_method_unlearns_and_reloads_standalone(
     cls: type[UnlearnModule], request: pytest.FixtureRequest, stage_checkpoints: dict[str, Path], tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     data_kw, models, reference = problem(request, cls.__name__ in CLASS_FORGETTING)
     original = tmp_path / "original.ckpt"
@@ -321,7 +337,8 @@ def test_method_unlearns_and_reloads_standalone(
 
     if cls.__name__ not in NO_UNLEARNING_CHECK:
         slack = (TRADE_OFF_SLACK, TRADE_OFF_SLACK) if cls.__name__ in NOT_SELECTIVE else (RETAIN_SLACK, TEST_SLACK)
-        passed, why = unlearning_verdict(res, reference, slack)
+        passed, why, margin = unlearning_verdict(res, reference, slack)
+        record_property("margin", margin)
         assert passed, why
 
     # the unlearned checkpoint stands alone: reload after the original (and any stage) file is gone

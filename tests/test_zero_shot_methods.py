@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from tests.synthetic import datamodule, trainer
 from unlearning.methods import LFSSD, SSD, JiT
-from unlearning.methods.ssd import ssd_selection
+from unlearning.methods.ssd import dampen_, ssd_selection
 from unlearning.modules import load_net
 
 #: a smaller problem than the contract tests' (600 training images, 90 of them forgotten): the
@@ -96,6 +96,31 @@ def test_dampening_changes_only_selected_weights_and_only_towards_zero(
         counts.append(sum(int(m.sum()) for m in masks.values()))
         last = masks
     assert counts[0] == n_selected and counts[0] > counts[1] and counts == sorted(counts, reverse=True), counts
+
+
+def test_selection_and_dampening_on_hand_built_importances() -> None:
+    """SSD's rule, exactly, on tensors whose answer is known: an entry is selected when its forget
+    importance is strictly above alpha times its importance on D (equal is not), and a selected
+    entry is multiplied by min(lambda * I_D / I_Df, 1), keeping its sign; the rest keep their bits."""
+    d = {"w": torch.tensor([1.0, 1.0, 1.0, 2.0, 0.5, 1.0]), "b": torch.tensor([4.0, 0.0])}
+    f = {"w": torch.tensor([9.0, 10.0, 11.0, 40.0, 100.0, 0.0]), "b": torch.tensor([80.0, 0.0])}
+    w0 = {"w": torch.tensor([1.0, -2.0, 3.0, -4.0, 5.0, 6.0]), "b": torch.tensor([-8.0, 7.0])}
+    alpha, lam = 10.0, 2.0
+    masks = ssd_selection(d, f, alpha)
+    assert masks["w"].tolist() == [False, False, True, True, True, False]  # 10 = 10 x 1: not selected
+    assert masks["b"].tolist() == [True, False]  # 0 > 10 x 0 is false: a dead entry is never selected
+    params = {n: t.clone() for n, t in w0.items()}
+    dampen_(params, d, f, alpha, lam)
+    # factors: 2 x 1 / 11, 2 x 2 / 40, 2 x 0.5 / 100; b[0]: 2 x 4 / 80
+    assert params["w"].tolist() == pytest.approx([1.0, -2.0, 3.0 * 2 / 11, -4.0 * 4 / 40, 5.0 * 1 / 100, 6.0], rel=1e-6)
+    assert params["b"].tolist() == pytest.approx([-8.0 * 8 / 80, 7.0], rel=1e-6)
+    # a dampening above the ratio clamps at 1: selected, but unchanged
+    params = {n: t.clone() for n, t in w0.items()}
+    dampen_(params, d, f, alpha, dampening=200.0)
+    assert all(torch.equal(params[n], w0[n]) for n in w0)
+    # alpha scales the line: halving it adds exactly the entries between the two lines
+    wider = ssd_selection(d, f, alpha / 2)
+    assert wider["w"].tolist() == [True, True, True, True, True, False]
 
 
 def test_fisher_subset_reads_that_many_batches_of_D(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
