@@ -14,10 +14,11 @@ import pytest
 from tests.synthetic import REFERENCE_MODELS, evaluate, reference_models, train_model
 from unlearning.modules import load_checkpoint_meta
 
-#: How far a retrained reference may land from its shipped copy, per test metric. Measured spread
-#: of these metrics over training seeds 0-3 of the original (a far larger perturbation than
-#: another CPU's last bits): forget / retain / test accuracy within 0.02, simple MIA within 0.03.
-BAND = {"forget_acc": 0.08, "retain_acc": 0.05, "test_acc": 0.08, "simple_mia": 0.08}
+#: How far a retrained reference may land from its shipped copy, per test metric: about twice the
+#: spread over training seeds, a far larger perturbation than another CPU's last bits. Measured
+#: ranges over seeds 0-3 (original) and 1-4 (oracle): forget accuracy 0.000 and 0.057, retain
+#: 0.004 and 0.001, test 0.072 and 0.067, simple MIA 0.028 and 0.035.
+BAND = {"forget_acc": 0.12, "retain_acc": 0.05, "test_acc": 0.15, "simple_mia": 0.08}
 
 
 @pytest.mark.parametrize("name", list(REFERENCE_MODELS))
