@@ -28,6 +28,8 @@ import unlearning.data
 import unlearning.methods
 import unlearning.modules  # noqa: F401 - imported so that short class names resolve
 from unlearning.callbacks.hparams import FinalHparams
+from unlearning.nets import Net
+from unlearning.registry import find_object
 from unlearning.runfolder import Snapshot, check_run_folder, clear_run_folder, mark_finished, safe_load
 from unlearning.utils import silence_lightning_noise
 
@@ -69,17 +71,14 @@ _LIBRARIES = frozenset({"torch", "torchvision", "torchmetrics", "lightning", "li
 def _offered_network(class_path: str) -> bool:
     """Whether ``--model.net``'s help lists ``class_path``: a network of :mod:`unlearning.nets`
     or a user's ``nn.Module``, not a library's layer, a LightningModule or a part of a method."""
-    import importlib
-
-    from unlearning.nets import Net
-
     root = class_path.split(".", 1)[0]
     if root in _LIBRARIES:
         return False
-    module, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):  # pragma: no cover - listed by jsonargparse, so importable
+        cls = find_object(class_path)
+    except ImportError:  # pragma: no cover - listed by jsonargparse, so importable
+        return False
+    if cls is None:  # pragma: no cover - listed by jsonargparse, so importable
         return False
     if root == "unlearning":
         return isinstance(cls, type) and issubclass(cls, Net) and cls is not Net

@@ -17,7 +17,8 @@ import yaml
 from lightning.pytorch import LightningModule
 
 from unlearning.cli import main
-from unlearning.methods import declared_stages, module_class
+from unlearning.methods import declared_stages
+from unlearning.registry import module_class
 from unlearning.modules.base import load_checkpoint_meta, load_net
 from unlearning.runfolder import run_finished
 

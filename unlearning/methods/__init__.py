@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from unlearning.methods.bad_teacher import BadTeacher
 from unlearning.methods.boundary_shrink import BoundaryShrink
 from unlearning.methods.cf_k import CFk
@@ -28,17 +30,7 @@ from unlearning.methods.scrub import SCRUB
 from unlearning.methods.ssd import SSD
 from unlearning.methods.streaming import StreamingForget
 from unlearning.methods.unsir import UNSIR
-
-
-def module_class(class_path: str) -> type | None:
-    """The LightningModule class a config's ``class_path`` names: a dotted path, or a short name
-    of the project's methods and modules (as LightningCLI resolves it); ``None`` if not found."""
-    from unlearning.scoring.code import resolve_class
-
-    try:
-        return resolve_class(class_path, "model")
-    except ValueError:
-        return None
+from unlearning.registry import module_class
 
 
 __all__ = [
@@ -70,8 +62,13 @@ __all__ = [
 
 
 def declared_stages(config: str | Path) -> list[str]:
-    """The one-time stages (init argument names) that the module of a fit config declares."""
-    import yaml
+    """The one-time stages (init argument names) that the module of a fit config declares.
 
+    Args:
+        config: a fit config (YAML with a ``model`` section).
+
+    Returns:
+        The names of the init arguments that take a one-time stage's checkpoint.
+    """
     cls = module_class(yaml.safe_load(Path(config).read_text())["model"]["class_path"])
     return list(getattr(cls, "stages", {}) or {})

@@ -8,10 +8,11 @@ beside it. Every network therefore has a *spec*: a plain dict ``{"class_path": .
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import nn
+
+from unlearning.registry import SHORT_NAMES, find_object
 
 __all__ = ["Net", "build_net", "net_spec"]
 
@@ -67,14 +68,14 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
     class_path = spec.get("class_path")
     if not isinstance(class_path, str) or not class_path:
         raise ValueError(f"network spec has no class_path: {spec!r}")
-    if "." in class_path:
-        module_name, _, name = class_path.rpartition(".")
-    else:
-        module_name, name = "unlearning.nets", class_path
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
+        cls = find_object(class_path, SHORT_NAMES["net"])
+    except ImportError as err:
         raise ValueError(f"network class {class_path!r} cannot be imported: {err}") from err
+    if cls is None:
+        module_name = class_path.rpartition(".")[0] or SHORT_NAMES["net"][0]
+        raise ValueError(f"network class {class_path!r} cannot be imported: "
+                         f"module {module_name!r} has no attribute {class_path.rpartition('.')[2]!r}")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"network class {class_path!r} is not an nn.Module subclass")
     return cls(**dict(spec.get("init_args") or {}))

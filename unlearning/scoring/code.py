@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
 import inspect
 import os
 import sys
@@ -30,35 +29,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_identity", "module_files", "resolve_class"]
+from unlearning.registry import resolve_class
 
-#: where a short class_path of a config section is looked up, by section
-_SHORT_NAMES = {"model": ("unlearning.methods", "unlearning.modules"), "net": ("unlearning.nets",),
-                "data": ("unlearning.data",), "model.init_args": ("unlearning.callbacks", "lightning.pytorch.callbacks")}
-
-
-def resolve_class(class_path: str, section: str) -> type:
-    """The class a config's ``class_path`` names (a dotted path, or a short name of the project's
-    classes for ``section``, as LightningCLI resolves it).
-
-    Raises:
-        ValueError: if no such class can be imported.
-    """
-    if "." in class_path:
-        mod, _, name = class_path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(mod), name, None)
-        except ImportError as err:
-            raise ValueError(f"{section} class_path {class_path!r} cannot be imported: {err}") from None
-        if isinstance(cls, type):
-            return cls
-    else:
-        for package in _SHORT_NAMES[section]:
-            cls = getattr(importlib.import_module(package), class_path, None)
-            if isinstance(cls, type):
-                return cls
-    raise ValueError(f"{section} class_path {class_path!r} names no class: expected a dotted path or one of "
-                     f"the names exported by {', '.join(_SHORT_NAMES[section])}")
+__all__ = ["code_identity", "module_files"]
 
 
 @lru_cache(maxsize=1)

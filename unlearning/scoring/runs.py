@@ -30,6 +30,7 @@ from unlearning.scoring.cache import (
     now,
     write_json_atomic,
 )
+from unlearning.registry import module_class, resolve_class
 from unlearning.utils import atomic_path, silence_lightning_noise
 
 __all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
@@ -198,8 +199,6 @@ def needs_completion(run: CachedRun) -> bool:
 
 def score_datamodule(data: dict[str, Any]) -> Any:
     """The data module of a score's ``data`` section, set up for evaluation on the score's streams."""
-    from unlearning.scoring.code import resolve_class
-
     dm = resolve_class(str(data["class_path"]), "data")(**dict(data.get("init_args") or {}))
     dm.eval_streams = SCORE_STREAMS
     return dm
@@ -212,7 +211,6 @@ def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = 
     :func:`score_datamodule`) to complete many entries without loading the data each time."""
     import lightning as L
 
-    from unlearning.methods import module_class
     from unlearning.modules.base import load_checkpoint_meta
 
     cls = module_class(load_checkpoint_meta(run.checkpoint)["module"])

@@ -31,6 +31,7 @@ from unlearning.metrics.forgetting import (
     per_example_epsilon,
 )
 from unlearning.metrics.klom import klom
+from unlearning.registry import module_class
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
 from unlearning.scoring.code import code_identity
 from unlearning.scoring.runs import (
@@ -300,8 +301,6 @@ def run_score(
 
 def _check_stages(method: str, cfg: dict[str, Any], stages: dict[str, str]) -> None:
     """Every one-time stage the method declares is given a config, and no other."""
-    from unlearning.methods import module_class
-
     model = cfg.get("model")
     path = model.get("class_path") if isinstance(model, dict) else model
     cls = module_class(path) if isinstance(path, str) else None
