@@ -220,3 +220,15 @@ def test_datamodule_rejects_bad_class_before_training(tiny_cifar: Path) -> None:
     dm = CIFAR10DataModule(root=str(tiny_cifar), forget_classes=["zebra"])
     with pytest.raises(ValueError, match="unknown forget class 'zebra'"):
         dm.setup()
+
+
+def test_eval_streams_are_asked_for_through_an_init_argument() -> None:
+    """A score asks for its evaluation streams through ``eval_streams`` (issue 26): the loaders
+    are exactly those streams in that order; the default is all four; an unknown one is refused."""
+    assert len(TwoCircles(num_train=200, num_heldout=100).test_dataloader()) == 4
+    dm = TwoCircles(num_train=200, num_heldout=100, eval_streams=["forget", "test"])
+    forget, test = dm.stream_source("forget")[2], dm.stream_source("test")[2]
+    loaders = dm.test_dataloader()
+    assert [len(loader.indices) for loader in loaders] == [forget.numel(), test.numel()]
+    with pytest.raises(ValueError, match="eval_streams must be some of"):
+        TwoCircles(eval_streams=["train"])

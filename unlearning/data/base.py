@@ -27,7 +27,7 @@ class UnlearningDataModule(LightningDataModule):
     ``val``); :meth:`train_dataloader` yields a dict ``{stream: (x, y)}`` holding exactly those
     streams, combined by the module's ``stream_mode`` (a Lightning ``CombinedLoader`` mode,
     ``max_size_cycle`` by default). Evaluation covers ``retain``, ``forget``, ``val`` and ``test``
-    as four loaders in that order (:attr:`eval_streams`).
+    as four loaders in that order, or the streams given as ``eval_streams`` (:attr:`eval_streams`).
 
     Args:
         batch_size: training batch size of each stream (per device).
@@ -45,8 +45,12 @@ class UnlearningDataModule(LightningDataModule):
         seed: seed of the training shuffles; ``None`` follows the run's ``seed_everything``.
         data_on_device: keep the dataset on the training device (the fast path); if ``False`` it
             stays in host memory and batches are moved by Lightning.
+        eval_streams: the streams evaluated (validated, tested, predicted), in this order: some of
+            ``retain``, ``forget``, ``val``, ``test``; all four if ``None`` (a score asks for
+            ``retain``, ``forget`` and ``test``).
     """
 
+    #: the streams evaluation covers, one loader each, in this order
     eval_streams: tuple[str, ...] = EVAL_STREAMS
 
     def __init__(
@@ -62,6 +66,7 @@ class UnlearningDataModule(LightningDataModule):
         retain_eval_size: int | None = 5000,
         seed: int | None = None,
         data_on_device: bool = True,
+        eval_streams: list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -70,6 +75,8 @@ class UnlearningDataModule(LightningDataModule):
             raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
         if retain_eval_size is not None and retain_eval_size < 1:
             raise ValueError(f"retain_eval_size must be >= 1 or null, got {retain_eval_size}")
+        if eval_streams is not None and (not eval_streams or any(s not in EVAL_STREAMS for s in eval_streams)):
+            raise ValueError(f"eval_streams must be some of {list(EVAL_STREAMS)}, got {eval_streams}")
         self.save_hyperparameters()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -82,6 +89,8 @@ class UnlearningDataModule(LightningDataModule):
         self.retain_eval_size = retain_eval_size
         self.seed = seed
         self.data_on_device = data_on_device
+        if eval_streams is not None:
+            self.eval_streams = tuple(eval_streams)
         self.arrays: ImageArrays | None = None
         self.split: Split | None = None
         self._device: torch.device | None = None
