@@ -99,7 +99,7 @@ def test_the_scripts_verbose_flag_sets_the_variable(monkeypatch: pytest.MonkeyPa
     """The quickstart's and the examples' ``-v`` is ``UNLEARNING_VERBOSE=1``, which the stages read."""
     import argparse
 
-    from unlearning.cli import verbose
+    from unlearning.utils import verbose
     from unlearning.scripts import add_verbose_flag
 
     monkeypatch.setenv("UNLEARNING_VERBOSE", "")

@@ -31,7 +31,7 @@ from unlearning.callbacks.hparams import FinalHparams
 from unlearning.nets import Net
 from unlearning.registry import find_object
 from unlearning.runfolder import Snapshot, check_run_folder, clear_run_folder, mark_finished, safe_load
-from unlearning.utils import silence_lightning_noise
+from unlearning.utils import silence_lightning_noise, verbose
 
 __all__ = ["OWN_SUBCOMMANDS", "SUBCOMMANDS", "UnlearningArgumentParser", "UnlearningCLI", "main", "run"]
 
@@ -264,12 +264,6 @@ def main(args: ArgsType = None, run: bool = True, save_config: bool = True) -> A
         module, _, fn = OWN_SUBCOMMANDS[argv[0]].partition(":")
         return getattr(importlib.import_module(module), fn)(argv[1:])
     return _cli(args, run, save_config)
-
-
-def verbose() -> bool:
-    """Whether Lightning's own output is kept: ``-v`` was given, or ``UNLEARNING_DEBUG`` or
-    ``UNLEARNING_VERBOSE`` is set."""
-    return bool(os.environ.get("UNLEARNING_VERBOSE") or os.environ.get("UNLEARNING_DEBUG"))
 
 
 def _cli(args: ArgsType, run: bool, save_config: bool) -> UnlearningCLI:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CHATTY_LOGGERS", "atomic_path", "check_writable", "silence_lightning_noise", "write_error"]
+__all__ = ["CHATTY_LOGGERS", "atomic_path", "check_writable", "silence_lightning_noise", "verbose", "write_error"]
 
 
 @contextlib.contextmanager
@@ -80,6 +80,16 @@ def check_writable(path: str | Path, what: str) -> None:
         where = "it is" if existing == path.absolute() else f"{str(existing)!r} is"
         raise PermissionError(f"{what} {str(path)!r} is not writable ({where} read-only for this user): "
                               "expected a folder this user can write to")
+
+
+def verbose() -> bool:
+    """Whether Lightning's own output is kept.
+
+    Returns:
+        ``True`` when ``-v`` was given to the ``unlearning`` command (it sets
+        ``UNLEARNING_VERBOSE``), or ``UNLEARNING_DEBUG`` or ``UNLEARNING_VERBOSE`` is set.
+    """
+    return bool(os.environ.get("UNLEARNING_VERBOSE") or os.environ.get("UNLEARNING_DEBUG"))
 
 
 #: Lightning's loggers whose INFO lines are its own chatter, not a result, each run over:

@@ -31,7 +31,7 @@ from unlearning.scoring.cache import (
     write_json_atomic,
 )
 from unlearning.registry import module_class, resolve_class
-from unlearning.utils import atomic_path, silence_lightning_noise
+from unlearning.utils import atomic_path, silence_lightning_noise, verbose
 
 __all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
 
@@ -89,8 +89,6 @@ def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
 def _quiet() -> Iterator[None]:
     """Silence Lightning's per-run info lines and known warnings (the score shows a progress bar);
     nothing is silenced with ``-v`` or ``UNLEARNING_DEBUG=1``."""
-    from unlearning.cli import verbose
-
     if verbose():
         yield
         return
@@ -136,7 +134,7 @@ def train_cached_model(
 
     t0 = time.perf_counter()
     argv = [
-        "-c", str(config), "--data", json.dumps(data), *args,
+        "-c", str(config), "--data", json.dumps(score_data(data)), *args,
         "--seed_everything", str(seed),
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.devices", "1",
@@ -152,7 +150,6 @@ def train_cached_model(
             raise RuntimeError(f"training of {config} with seed {seed} did not finish")
         if not evaluate:
             return _write_stage(trainer, module, config, seed, dest, t0)
-        dm.eval_streams = SCORE_STREAMS
         trainer.test(module, datamodule=dm, verbose=False)
     evaluation = getattr(module, "last_eval", {})
     if "forget" not in evaluation.get("outputs", {}):
@@ -197,11 +194,29 @@ def needs_completion(run: CachedRun) -> bool:
     return bool(metrics) and (not run.has_margins() or any(k not in metrics for k in COMPLETED_METRICS))
 
 
+def score_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A score's ``data`` section that asks for the score's evaluation streams (:data:`SCORE_STREAMS`).
+
+    Args:
+        data: the score's data section (``class_path``/``init_args``).
+
+    Returns:
+        The section with ``init_args.eval_streams`` set (a new dict; ``data`` is not changed).
+    """
+    return {**data, "init_args": {**dict(data.get("init_args") or {}), "eval_streams": list(SCORE_STREAMS)}}
+
+
 def score_datamodule(data: dict[str, Any]) -> Any:
-    """The data module of a score's ``data`` section, set up for evaluation on the score's streams."""
-    dm = resolve_class(str(data["class_path"]), "data")(**dict(data.get("init_args") or {}))
-    dm.eval_streams = SCORE_STREAMS
-    return dm
+    """The data module of a score's ``data`` section, set up for evaluation on the score's streams.
+
+    Args:
+        data: the score's data section (``class_path``/``init_args``).
+
+    Returns:
+        The data module (not set up: its data is loaded at its first use).
+    """
+    section = score_data(data)
+    return resolve_class(str(section["class_path"]), "data")(**section["init_args"])
 
 
 def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = None) -> None:
