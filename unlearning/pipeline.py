@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from lightning.pytorch import LightningModule
 
-from unlearning.cli import main
+from unlearning.build import build_run, run_command
 from unlearning.methods import declared_stages
 from unlearning.registry import module_class
 from unlearning.modules.base import load_checkpoint_meta, load_net
@@ -68,7 +68,7 @@ def fit_stage(config: str | Path, overrides: Sequence[str] = (), reuse: bool = T
         print(f"resuming {ckpt}: the fit that wrote it did not finish", flush=True)
     else:  # the progress bar that follows is this stage's
         print(f"training {ckpt.parent.parent} ({config})", flush=True)
-    main(["fit", "-c", str(config), *overrides, *resume, *([] if reuse else ["--overwrite", "true"])])
+    run_command(["fit", "-c", str(config), *overrides, *resume, *([] if reuse else ["--overwrite", "true"])])
     if not run_finished(ckpt):
         raise FileNotFoundError(f"fit -c {config} finished without writing {ckpt}")
     return ckpt
@@ -80,16 +80,9 @@ def evaluation_setup(data_config: str | Path, overrides: Sequence[str] = ()) -> 
     Build it once and pass it to :func:`evaluate_checkpoint` for every model to compare: the data
     is loaded and split once.
     """
-    cli = main(
-        [
-            "-c", str(data_config), *overrides,
-            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-            "--trainer.devices", "1",
-        ],
-        run=False,
-        save_config=False,
-    )
-    return cli.trainer, cli.datamodule
+    run = build_run(data_config, [*overrides, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                                  "--trainer.devices", "1"])
+    return run.trainer, run.datamodule
 
 
 def evaluate_checkpoint(

@@ -1,7 +1,7 @@
 """Training one cached model of a score run: a stage config, the score's data split, a seed.
 
-Every model is trained by the same LightningCLI as ``unlearning fit`` (in-process, one device,
-without validation, loggers or progress bars), then tested on the retain, forget and test streams;
+Every model is built as ``unlearning fit`` builds it (:func:`~unlearning.build.build_run`, in-process,
+one device, without validation, loggers or progress bars), then tested on the retain, forget and test streams;
 the test metrics, the cost and the forget examples' logit-scaled confidences are stored beside
 the weights.
 """
@@ -30,6 +30,7 @@ from unlearning.scoring.cache import (
     now,
     write_json_atomic,
 )
+from unlearning.build import build_run
 from unlearning.registry import module_class, resolve_class
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose
 
@@ -130,21 +131,17 @@ def train_cached_model(
     Returns:
         The record written.
     """
-    from unlearning.cli import main
-
     t0 = time.perf_counter()
-    argv = [
-        "-c", str(config), "--data", json.dumps(score_data(data)), *args,
+    overrides = [
+        "--data", json.dumps(score_data(data)), *args,
         "--seed_everything", str(seed),
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.devices", "1",
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
         "--trainer.default_root_dir", str(dest),
-        "--checkpoint.save_top_k", "0", "--last_checkpoint.save_top_k", "0",
     ]
     with _quiet():
-        cli = main(argv, run=False, save_config=False)
-        module, dm, trainer = cli.model, cli.datamodule, cli.trainer
+        module, dm, trainer = build_run(config, overrides)
         trainer.fit(module, datamodule=dm)
         if trainer.interrupted or trainer.state.status.value != "finished":
             raise RuntimeError(f"training of {config} with seed {seed} did not finish")
