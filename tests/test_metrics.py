@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import torch
 
-from unlearning.metrics import logit_scaled_confidence, mia_efficacy, per_example_stats, simple_mia
+from unlearning.metrics import (
+    logit_scaled_confidence,
+    measure,
+    mia_efficacy,
+    per_example_stats,
+    predictive_mia,
+    run_attack,
+    simple_mia,
+    stream_outputs,
+)
 
 
 def test_logit_scaled_confidence_matches_its_definition() -> None:
@@ -139,3 +151,54 @@ def test_predictive_attack_balances_members_and_non_members_of_unequal_sizes() -
                            ("non-members sorted by loss", members, by_loss)):
             assert abs(predictive_mia(m, n) - 0.5) < 0.2, name
         assert predictive_mia(memorised, nonmembers) > 0.7
+
+
+def _outputs(logits: torch.Tensor, labels: torch.Tensor, ref: torch.Tensor) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in stream_outputs(logits, labels, ref, features=True).items()}
+
+
+def test_a_model_is_measured_from_its_outputs_without_a_trainer() -> None:
+    n = 20
+    y = torch.zeros(n, dtype=torch.long)
+    # the model: sure of class 0 on the forget set (members), of class 1 on the test set; the
+    # reference: (3/4, 1/4) everywhere, so KL(reference || model) is known in closed form
+    forget_logits = torch.tensor([[6.0, 0.0]]).repeat(n, 1)
+    test_logits = torch.tensor([[0.0, 6.0]]).repeat(n, 1)
+    ref = torch.tensor([[math.log(3.0), 0.0]]).repeat(n, 1)
+    outputs = {"forget": _outputs(forget_logits, y, ref), "test": _outputs(test_logits, y, ref)}
+    scalars = measure(outputs, accuracy={"forget": 1.0, "test": 0.0}, mean_loss={"forget": 0.1, "test": 6.0},
+                      reference_accuracy={"forget": 1.0, "test": 1.0}, reference_name="oracle")
+    p = 1 / (1 + math.exp(-6.0))  # the model's probability of its class
+    kl = lambda q: 0.75 * math.log(0.75 / q) + 0.25 * math.log(0.25 / (1 - q))  # noqa: E731
+    assert scalars["kl_to_oracle_forget"] == pytest.approx(kl(p), rel=1e-5)
+    assert scalars["kl_to_oracle_test"] == pytest.approx(kl(1 - p), rel=1e-5)
+    assert scalars["test_acc_gap"] == -1.0 and scalars["oracle_test_acc"] == 1.0 and scalars["forget_loss"] == 0.1
+    assert scalars["simple_mia"] == 1.0  # the losses separate members from non-members
+    assert scalars["oracle_simple_mia"] == 0.5 and scalars["simple_mia_gap"] == 0.5  # the reference: identical losses
+    assert 0.0 <= scalars["predictive_mia"] <= 1.0
+    assert "mia_efficacy" not in scalars  # no retain outputs
+    assert "predictive_mia" not in measure(outputs, {}, {}, predictive=False)
+
+
+def test_an_attack_on_too_few_or_non_finite_examples_is_nan() -> None:
+    rng = np.random.default_rng(0)
+    few, many = rng.random(5), rng.random(100)
+    assert math.isnan(run_attack(simple_mia, few, many))  # 5 per side: the 10 % test split holds one example
+    assert not math.isnan(run_attack(simple_mia, rng.random(6), many))
+    assert math.isnan(run_attack(mia_efficacy, many, many, np.array([])))
+    diverged = many.copy()
+    diverged[3] = np.inf
+    assert math.isnan(run_attack(simple_mia, diverged, many))
+    assert math.isnan(run_attack(mia_efficacy, many, diverged, many))
+
+
+def test_a_value_error_of_a_bug_is_raised_not_turned_into_nan() -> None:
+    rng = np.random.default_rng(0)
+
+    def broken(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> float:
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_attack(broken, rng.random(100), rng.random(100))
+    with pytest.raises(ValueError, match="one width"):  # features of two widths: a caller's bug
+        run_attack(predictive_mia, rng.random((50, 13)), rng.random((50, 12)))

@@ -1,5 +1,7 @@
-"""Metrics: per-example output statistics, membership-inference attacks, forgetting quality, KLOM."""
+"""Metrics: per-example output statistics, membership-inference attacks, the measurement of a model
+from its outputs, forgetting quality, KLOM."""
 
+from unlearning.metrics.evaluation import measure, run_attack, stream_outputs
 from unlearning.metrics.forgetting import final_score, forgetting_points, forgetting_quality, per_example_epsilon
 from unlearning.metrics.klom import klom
 from unlearning.metrics.mia import mia_efficacy, predictive_mia, simple_mia
@@ -12,9 +14,12 @@ __all__ = [
     "forgetting_quality",
     "klom",
     "logit_scaled_confidence",
+    "measure",
     "mia_efficacy",
     "per_example_epsilon",
     "per_example_stats",
     "predictive_mia",
+    "run_attack",
     "simple_mia",
+    "stream_outputs",
 ]

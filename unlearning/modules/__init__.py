@@ -1,6 +1,8 @@
-"""LightningModules: the original classifier, the retrain oracle and their shared base."""
+"""LightningModules: the original classifier, the retrain oracle, their shared base, and the
+reading of their checkpoints."""
 
-from unlearning.modules.base import EvaluatedModule, load_checkpoint_meta, load_net
+from unlearning.modules.base import EvaluatedModule
+from unlearning.modules.checkpoint import load_checkpoint_meta, load_net
 from unlearning.modules.classifier import Classifier, RetrainOracle
 from unlearning.modules.unlearn import UnlearnModule
 

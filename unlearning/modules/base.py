@@ -1,12 +1,15 @@
 """The evaluated base of every LightningModule in the project.
 
-It owns what all stages share, so that a stage only says how it trains:
-- the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint;
+It owns the Lightning hooks that all stages share, so that a stage only says how it trains:
+- the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint (read back
+  by :mod:`unlearning.modules.checkpoint`);
 - evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
-  over DDP ranks), per-example output statistics gathered from all ranks, the simple MIA,
-  MIA-efficacy and, at test time, the predictive-distribution attack, and, when a reference (oracle) network is attached, the same for it plus the gaps;
+  over DDP ranks) and per-example outputs gathered from all ranks, of the model and of a reference
+  (oracle) network when one is attached, measured at the end of the epoch by
+  :func:`~unlearning.metrics.measure` (the attacks, the gaps, the KL divergence to the reference);
 - cost accounting (training wall time without validation, images processed; see
   :mod:`unlearning.modules.cost`), stored in every checkpoint so later stages can compare costs;
+- the NaN guard of training and checkpoints, and the random generators' states for a resume;
 - TensorBoard distributions through :class:`~unlearning.callbacks.DistributionLogger`.
 """
 
@@ -15,102 +18,30 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.data.base import EVAL_STREAMS
-from unlearning.metrics import (
-    attack_features,
-    mia_efficacy,
-    per_example_stats,
-    predictive_mia,
-    simple_mia,
+from unlearning.metrics.evaluation import measure, stream_outputs
+from unlearning.modules.checkpoint import (  # the checkpoint functions' former home: importable from here as before
+    META_KEY,
+    RNG_KEY,
+    cli_net_spec,
+    load_checkpoint_meta,
+    load_net,
+    read_checkpoint,
 )
 from unlearning.modules.cost import CostAccounting, CostClock, world_size
 from unlearning.modules.resume import rng_states, set_rng_states
-from unlearning.nets import build_net, net_spec
-from unlearning.runfolder import resolve_checkpoint, safe_load
+from unlearning.nets import net_spec
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
-
-META_KEY = "unlearning"
-#: the checkpoint entry of the random generators' states (:mod:`unlearning.modules.resume`)
-RNG_KEY = "unlearning_rng"
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint of this project, loaded safely (``weights_only``) on the CPU.
-
-    Args:
-        path: a ``.ckpt`` file, or the run folder of ``unlearning fit`` (its ``checkpoints/last.ckpt``).
-
-    Raises:
-        FileNotFoundError: if the file (or the folder's ``last.ckpt``) does not exist.
-        ValueError: if it was not written by a module of this project.
-    """
-    path = resolve_checkpoint(path)
-    ckpt = safe_load(path)
-    if META_KEY not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"checkpoint {str(path)!r} was not written by an unlearning module (no {META_KEY!r} entry)")
-    return ckpt
-
-
-def load_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The project's metadata of a checkpoint: network spec, cost, module class, classes."""
-    return dict(read_checkpoint(path)[META_KEY])
-
-
-def load_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a checkpoint's network from the checkpoint alone and load its weights.
-
-    Args:
-        path: a checkpoint written by any module of this project.
-
-    Returns:
-        ``(network, metadata)``; the network is in eval mode.
-    """
-    ckpt = read_checkpoint(path)
-    meta = ckpt[META_KEY]
-    net = build_net(meta["net"])
-    prefix = "net."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    net.load_state_dict(state)
-    return net.eval(), dict(meta)
-
-
-def cli_net_spec(net: nn.Module, key: str = "net") -> dict[str, Any]:
-    """The spec of ``net``: from the LightningCLI config when the CLI built it, else from the net.
-
-    LightningCLI records each init argument as parsed (``{"class_path", "init_args"}`` for a
-    network); using that record lets any ``nn.Module`` chosen in a config be rebuilt, not only
-    the project's :class:`~unlearning.nets.Net` subclasses. Lightning keeps it in a context
-    variable while the CLI instantiates the module (there is no public accessor).
-    """
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-
-        given = (_given_hyperparameters.get() or {}).get(key)
-    except ImportError:  # pragma: no cover - older/newer Lightning
-        given = None
-    if isinstance(given, dict) and isinstance(given.get("class_path"), str):
-        cls = type(net)
-        if given["class_path"] in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
-            return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(given.get("init_args") or {})}
-    return net_spec(net)
-
-
-def _predictive_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 0) -> float:
-    """The predictive-distribution attack as every evaluation runs it: 5 splits."""
-    return predictive_mia(members, nonmembers, n_splits=5, seed=seed)
-
 
 def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
     """Gather a per-example tensor from every rank, restoring the single-process order.
@@ -381,21 +312,15 @@ class EvaluatedModule(CostAccounting, LightningModule):
         x, y = batch
         stream = self._eval_streams()[dataloader_idx]
         logits = self(x).float()
-        stats = per_example_stats(logits, y)
+        ref = self._reference_logits(stream, batch_idx, x) if self.reference is not None else None
+        outputs = stream_outputs(logits, y, ref, features=stream in ("forget", "test") and self.trainer.testing)
         self.acc[stream].update(logits, y)
-        self.loss_mean[stream].update(stats["loss"])
-        store = self._outputs.setdefault(stream, defaultdict(list))
-        for k, v in stats.items():
-            store[k].append(v.detach())
-        if stream in ("forget", "test") and self.trainer.testing:  # what the predictive attack reads (test only)
-            store["features"].append(attack_features(logits, y).detach())
-        if self.reference is not None:
-            ref = self._reference_logits(stream, batch_idx, x)
+        self.loss_mean[stream].update(outputs["loss"])
+        if ref is not None:
             self.ref_acc[stream].update(ref, y)
-            for k, v in per_example_stats(ref, y).items():
-                store[f"ref_{k}"].append(v)
-            log_p, log_q = F.log_softmax(logits, 1), F.log_softmax(ref, 1)
-            store["kl_to_ref"].append((log_q.exp() * (log_q - log_p)).sum(1).detach())
+        store = self._outputs.setdefault(stream, defaultdict(list))
+        for k, v in outputs.items():
+            store[k].append(v)
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Accumulate evaluation statistics of one batch of one stream."""
@@ -405,46 +330,21 @@ class EvaluatedModule(CostAccounting, LightningModule):
         """Accumulate evaluation statistics of one batch of one stream."""
         self._eval_step(batch, batch_idx, dataloader_idx)
 
-    def _attack(self, fn: Any, *args: Any) -> float:
-        try:
-            return fn(*args, seed=self.mia_seed)
-        except ValueError:
-            return math.nan
-
     def _eval_epoch_end(self, prefix: str) -> None:
         outputs: dict[str, dict[str, np.ndarray]] = {}
         for stream, store in self._outputs.items():
             outputs[stream] = {k: gather_rows(self, torch.cat(v)).cpu().numpy() for k, v in store.items()}
         self._outputs = {}
-        scalars: dict[str, float] = {}
-        for stream in self._eval_streams():
-            if stream not in outputs:
-                continue
-            scalars[f"{stream}_acc"] = float(self.acc[stream].compute())
-            scalars[f"{stream}_loss"] = float(self.loss_mean[stream].compute())
-            if self.reference is not None:
-                ref = float(self.ref_acc[stream].compute())
-                scalars[f"{self.reference_name}_{stream}_acc"] = ref
-                scalars[f"{stream}_acc_gap"] = scalars[f"{stream}_acc"] - ref
+        streams = [s for s in self._eval_streams() if s in outputs]
+        accuracy = {s: float(self.acc[s].compute()) for s in streams}
+        mean_loss = {s: float(self.loss_mean[s].compute()) for s in streams}
+        reference_accuracy = None
+        if self.reference is not None:
+            reference_accuracy = {s: float(self.ref_acc[s].compute()) for s in streams}
         for m in (*self.acc.values(), *self.loss_mean.values(), *self.ref_acc.values()):
             m.reset()
-        f, t, r = outputs.get("forget"), outputs.get("test"), outputs.get("retain")
-        if f is not None and t is not None:
-            scalars["simple_mia"] = self._attack(simple_mia, f["loss"], t["loss"])
-            if prefix == "test":  # a few seconds per evaluation on CPU: at test time only
-                scalars["predictive_mia"] = self._attack(_predictive_attack, f["features"], t["features"])
-            if r is not None:
-                scalars["mia_efficacy"] = self._attack(mia_efficacy, r["confidence"], t["confidence"], f["confidence"])
-            if self.reference is not None:
-                ref_mia = self._attack(simple_mia, f["ref_loss"], t["ref_loss"])
-                scalars[f"{self.reference_name}_simple_mia"] = ref_mia
-                scalars["simple_mia_gap"] = scalars["simple_mia"] - ref_mia
-                if r is not None:
-                    scalars[f"{self.reference_name}_mia_efficacy"] = self._attack(
-                        mia_efficacy, r["ref_confidence"], t["ref_confidence"], f["ref_confidence"]
-                    )
-                scalars[f"kl_to_{self.reference_name}_forget"] = float(np.mean(f["kl_to_ref"]))
-                scalars[f"kl_to_{self.reference_name}_test"] = float(np.mean(t["kl_to_ref"]))
+        scalars = measure(outputs, accuracy, mean_loss, reference_accuracy, self.reference_name, seed=self.mia_seed,
+                          predictive=prefix == "test")  # a few seconds per evaluation on CPU: at test time only
         scalars.update(self.cost_scalars())
         if prefix == "test" or not self.trainer.sanity_checking:
             for k, v in scalars.items():

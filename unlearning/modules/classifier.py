@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import nn
 
-from unlearning.modules.base import EvaluatedModule, cli_net_spec
+from unlearning.modules.base import EvaluatedModule
+from unlearning.modules.checkpoint import cli_net_spec
 from unlearning.nets import KitResNet18, build_net
 
 __all__ = ["Classifier", "RetrainOracle", "make_optimizer", "norm_bias_groups", "piecewise_factor"]

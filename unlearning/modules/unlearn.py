@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from torch import nn
 
-from unlearning.modules.base import EvaluatedModule, load_net
+from unlearning.modules.base import EvaluatedModule
+from unlearning.modules.checkpoint import load_net
 from unlearning.modules.classifier import make_optimizer
 from unlearning.nets import build_net
 

@@ -11,7 +11,8 @@ from lightning.pytorch import Callback
 
 from unlearning.methods.hypernet.nets import PatchedTail, RequestHypernet, weights_digest
 from unlearning.methods.losses import distill_kl, match_unseen
-from unlearning.modules.base import META_KEY, EvaluatedModule, read_checkpoint
+from unlearning.modules.base import EvaluatedModule
+from unlearning.modules.checkpoint import META_KEY, read_checkpoint
 from unlearning.modules.unlearn import original_network
 from unlearning.nets import net_spec
 
