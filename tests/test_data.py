@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from tests.conftest import CIFAR10_CLASSES, SHARED_CIFAR
 from unlearning.data import CIFAR10DataModule, SyntheticImageDataModule, TensorLoader, TwoCircles
+from unlearning.data.contract import StreamDeclarations
 from unlearning.data.sources import load_cifar10, make_synthetic_images
 from unlearning.data.transforms import CIFAR10_MEAN, CIFAR10_STD, ImageTransform, random_crop
 
@@ -232,3 +235,27 @@ def test_eval_streams_are_asked_for_through_an_init_argument() -> None:
     assert [len(loader.indices) for loader in loaders] == [forget.numel(), test.numel()]
     with pytest.raises(ValueError, match="eval_streams must be some of"):
         TwoCircles(eval_streams=["train"])
+
+
+class _Declares(StreamDeclarations):
+    train_streams: ClassVar[tuple[str, ...]] = ("retain", "forget")
+    stream_mode: ClassVar[str] = "min_size"
+
+    @property
+    def stream_options(self) -> dict[str, dict[str, Any]]:
+        return {"forget": {"batch_size": 7, "drop_single": False}}
+
+
+def test_the_data_module_serves_what_the_module_declares_and_the_defaults_to_others() -> None:
+    dm = SyntheticImageDataModule(num_train=200, num_heldout=40, image_size=8, batch_size=16)
+    dm.setup()
+    dm.trainer = SimpleNamespace(lightning_module=_Declares(), current_epoch=0)
+    loader = dm.train_dataloader()
+    assert list(loader.iterables) == ["retain", "forget"]
+    forget, retain = loader.iterables["forget"], loader.iterables["retain"]
+    assert (forget.batch_size, forget.drop_single, retain.batch_size, retain.drop_single) == (7, False, 16, True)
+    assert len(forget) < len(retain) and sum(1 for _ in loader) == len(forget)  # min_size: the shorter one ends it
+    dm.trainer = SimpleNamespace(lightning_module=torch.nn.Linear(1, 1), current_epoch=0)  # declares nothing
+    loader = dm.train_dataloader()
+    assert list(loader.iterables) == ["train"] and sum(1 for _ in loader) == len(loader.iterables["train"])
+    assert loader.iterables["train"].batch_size == 16

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 
+from unlearning.data.contract import StreamDeclarations
 from unlearning.data.loaders import TensorLoader
 from unlearning.data.splits import STREAMS, Split, load_index_file, make_split
 from unlearning.data.sources import ImageArrays
@@ -16,17 +16,21 @@ from unlearning.data.sources import ImageArrays
 __all__ = ["UnlearningDataModule"]
 
 EVAL_STREAMS = ("retain", "forget", "val", "test")
+#: what a module that does not derive from :class:`~unlearning.data.contract.StreamDeclarations`
+#: is served: the defaults
+_UNDECLARED = StreamDeclarations()
 
 
 class UnlearningDataModule(LightningDataModule):
     """Base data module: a retain/forget/val/test split served as named streams.
 
     Subclasses implement :meth:`load_arrays` (and may override :meth:`train_transform` and
-    :meth:`eval_transform`). The module being trained declares which streams it trains on with a
-    class attribute ``train_streams`` (any of ``train`` = retain + forget, ``retain``, ``forget``,
-    ``val``); :meth:`train_dataloader` yields a dict ``{stream: (x, y)}`` holding exactly those
-    streams, combined by the module's ``stream_mode`` (a Lightning ``CombinedLoader`` mode,
-    ``max_size_cycle`` by default). Evaluation covers ``retain``, ``forget``, ``val`` and ``test``
+    :meth:`eval_transform`). The module being trained declares which streams it trains on through
+    the attributes of :class:`~unlearning.data.contract.StreamDeclarations` (``train_streams``:
+    any of ``train`` = retain + forget, ``retain``, ``forget``, ``val``); :meth:`train_dataloader`
+    yields a dict ``{stream: (x, y)}`` holding exactly those streams, combined by the module's
+    ``stream_mode`` (a Lightning ``CombinedLoader`` mode, ``max_size_cycle`` by default) and
+    batched by its ``stream_options``. Evaluation covers ``retain``, ``forget``, ``val`` and ``test``
     as four loaders in that order, or the streams given as ``eval_streams`` (:attr:`eval_streams`).
 
     Args:
@@ -193,29 +197,32 @@ class UnlearningDataModule(LightningDataModule):
             drop_single=drop_single,
         )
 
+    def _declarations(self) -> tuple[StreamDeclarations, str]:
+        """The declarations of the module being trained (the defaults for one that declares none),
+        and its class name for messages."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        declared = module if isinstance(module, StreamDeclarations) else _UNDECLARED
+        return declared, type(module).__name__
+
     def requested_streams(self) -> tuple[Sequence[str], str]:
         """The training streams and combine mode declared by the module being trained."""
-        module: Any = self.trainer.lightning_module if self.trainer is not None else None
-        streams = tuple(getattr(module, "train_streams", ("train",)))
-        mode = getattr(module, "stream_mode", "max_size_cycle")
+        declared, owner = self._declarations()
+        streams = tuple(declared.train_streams)
+        mode = declared.stream_mode
         if not streams:
-            raise ValueError(f"{type(module).__name__}.train_streams is empty: declare at least one stream")
+            raise ValueError(f"{owner}.train_streams is empty: declare at least one stream")
         bad = [s for s in streams if s not in STREAMS or s == "test"]
         if bad:
             raise ValueError(
-                f"{type(module).__name__}.train_streams has {bad[0]!r}: expected some of train, retain, forget, val"
+                f"{owner}.train_streams has {bad[0]!r}: expected some of train, retain, forget, val"
             )
         return streams, mode
 
     def train_dataloader(self) -> CombinedLoader:
-        """Exactly the streams the module declares, as a dict per step.
-
-        A module may set a per-stream loader option through a ``stream_options`` dict attribute
-        (``{stream: {"batch_size": int, "drop_single": bool}}``), e.g. the size of forget requests.
-        """
+        """Exactly the streams the module declares, as a dict per step, each loader with the
+        module's ``stream_options`` (see :class:`~unlearning.data.contract.StreamDeclarations`)."""
         streams, mode = self.requested_streams()
-        module: Any = self.trainer.lightning_module if self.trainer is not None else None
-        options = dict(getattr(module, "stream_options", None) or {})
+        options = dict(self._declarations()[0].stream_options)
         loaders = {s: self.stream_loader(s, train=True, **options.get(s, {})) for s in streams}
         for loader in loaders.values():  # shuffled by epoch: a resumed fit shuffles as the uninterrupted one
             loader.epoch = self._current_epoch

@@ -28,6 +28,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from unlearning.data.base import EVAL_STREAMS
+from unlearning.data.contract import StreamDeclarations
 from unlearning.metrics.evaluation import measure, stream_outputs
 from unlearning.modules.checkpoint import (  # the checkpoint functions' former home: importable from here as before
     META_KEY,
@@ -63,25 +64,14 @@ def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class EvaluatedModule(CostAccounting, LightningModule):
+class EvaluatedModule(StreamDeclarations, CostAccounting, LightningModule):
     """Base class: a network, evaluation against the split's streams, cost accounting.
 
     Subclasses set ``self.net`` (and optionally ``self.reference``, a frozen network evaluated
-    beside it, e.g. the retrain oracle), and write ``training_step``.
-
-    Class attributes:
-        train_streams: the streams the module trains on (see
-            :class:`~unlearning.data.UnlearningDataModule`); the data module hands it exactly
-            these, as a dict ``{stream: (x, y)}`` per step.
-        stream_mode: how streams of different lengths are combined (a Lightning
-            ``CombinedLoader`` mode: ``max_size_cycle``, ``min_size``, ``max_size``).
-        extra_streams: streams the module reads only through :meth:`stream` or :meth:`cycle`
-            (a pre-pass, a pool of reference batches), not delivered at every step.
-        resumable: whether an interrupted fit may continue from its last checkpoint
-            (``--ckpt_path last``). ``False`` for a module whose ``on_train_start`` changes the
-            weights or keeps state outside the checkpoint (a re-initialisation, a first stage of
-            its own, anchors taken from the weights): resumed, it would run that again on
-            half-trained weights, so the fit refuses and the run is started over.
+    beside it, e.g. the retrain oracle), and write ``training_step``. What the module trains on
+    is declared, for the data module, by the attributes of
+    :class:`~unlearning.data.contract.StreamDeclarations` (``train_streams``, ``stream_mode``,
+    ``stream_options``), which a subclass overrides.
 
     Args:
         num_classes: number of classes of the data.
@@ -90,12 +80,17 @@ class EvaluatedModule(CostAccounting, LightningModule):
         mia_seed: seed of the attacks' subsampling and cross-validation splits.
     """
 
-    train_streams: ClassVar[tuple[str, ...]] = ("train",)
-    stream_mode: ClassVar[str] = "max_size_cycle"
+    #: streams the module reads only through :meth:`stream` or :meth:`cycle` (a pre-pass, a pool
+    #: of reference batches), not delivered at every step
     extra_streams: ClassVar[tuple[str, ...]] = ()
     #: whether evaluation measures a classifier (``False`` for a stage that trains something else,
     #: e.g. a hypernetwork)
     evaluated: ClassVar[bool] = True
+    #: whether an interrupted fit may continue from its last checkpoint (``--ckpt_path last``).
+    #: ``False`` for a module whose ``on_train_start`` changes the weights or keeps state outside
+    #: the checkpoint (a re-initialisation, a first stage of its own, anchors taken from the
+    #: weights): resumed, it would run that again on half-trained weights, so the fit refuses and
+    #: the run is started over
     resumable: ClassVar[bool] = True
 
     def __init__(self, num_classes: int = 10, log_distributions: bool = True, mia_seed: int = 0) -> None:
