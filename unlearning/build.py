@@ -38,11 +38,20 @@ from unlearning.runfolder import (
 )
 from unlearning.utils import check_writable, silence_lightning_noise, verbose
 
-__all__ = ["NO_CHECKPOINTS", "ConfigParser", "Run", "RunCLI", "build_run", "error_reason", "run_command"]
+__all__ = [
+    "NO_CHECKPOINTS", "ConfigParser", "InitArgumentError", "Run", "RunCLI", "build_run", "error_reason", "run_command",
+]
 
 #: overrides that keep the two checkpoint callbacks from writing anything (a run whose caller saves
 #: what it needs itself)
 NO_CHECKPOINTS = ("--checkpoint.save_top_k", "0", "--last_checkpoint.save_top_k", "0")
+
+
+class InitArgumentError(TypeError):
+    """A class of the config refused its init arguments: a ``TypeError`` raised while the config's
+    classes were instantiated (e.g. a network a method cannot work with). It is bad input, printed
+    as one line by the command; a ``TypeError`` raised anywhere else is a bug and keeps its traceback.
+    The original error is its ``__cause__``."""
 
 
 class ConfigParser(LightningArgumentParser):
@@ -98,6 +107,16 @@ class RunCLI(LightningCLI):
                 "last_checkpoint.enable_version_counter": False,
             }
         )
+
+    def instantiate_classes(self) -> None:
+        """Instantiate the config's classes; a ``TypeError`` they raise becomes an
+        :class:`InitArgumentError` (bad input), with the original as its cause."""
+        try:
+            super().instantiate_classes()
+        except InitArgumentError:
+            raise
+        except TypeError as err:
+            raise InitArgumentError(str(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with :class:`~unlearning.callbacks.hparams.FinalHparams` added,

@@ -20,7 +20,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 from torch import nn
 
-from unlearning.build import ConfigParser, RunCLI, error_reason, run_command
+from unlearning.build import ConfigParser, InitArgumentError, RunCLI, error_reason, run_command
 from unlearning.nets import Net
 from unlearning.registry import find_object
 from unlearning.utils import silence_lightning_noise, verbose
@@ -153,12 +153,13 @@ def run() -> None:
     """Console-script entry point.
 
     Errors in what the user asked for (a bad split spec, a missing dataset or checkpoint, a folder
-    that cannot be written) are printed as one line, ``unlearning: error: ...``, with exit status
-    2; set ``UNLEARNING_DEBUG=1`` to get the traceback instead.
+    that cannot be written, init arguments a class of the config refuses) are printed as one line,
+    ``unlearning: error: ...``, with exit status 2; set ``UNLEARNING_DEBUG=1`` to get the traceback
+    instead. Any other ``TypeError`` (a bug, e.g. in a method's ``training_step``) keeps its traceback.
     """
     try:
         main()
-    except (ValueError, OSError, TypeError, FloatingPointError) as err:
+    except (ValueError, OSError, InitArgumentError, FloatingPointError) as err:
         if os.environ.get("UNLEARNING_DEBUG"):
             raise
         print(f"unlearning: error: {_one_line(err)}", file=sys.stderr)
