@@ -4,7 +4,8 @@ It owns the Lightning hooks that all stages share, so that a stage only says how
 - the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint (read back
   by :mod:`unlearning.modules.checkpoint`);
 - evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
-  over DDP ranks) and per-example outputs gathered from all ranks, of the model and of a reference
+  over DDP ranks) and per-example outputs gathered from all ranks
+  (:func:`~unlearning.modules.distributed.gather_rows`), of the model and of a reference
   (oracle) network when one is attached, measured at the end of the epoch by
   :func:`~unlearning.metrics.measure` (the attacks, the gaps, the KL divergence to the reference);
 - cost accounting (training wall time without validation, images processed; see
@@ -38,31 +39,12 @@ from unlearning.modules.checkpoint import (  # the checkpoint functions' former 
     load_net,
     read_checkpoint,
 )
-from unlearning.modules.cost import CostAccounting, CostClock, world_size
+from unlearning.modules.cost import CostAccounting, CostClock
+from unlearning.modules.distributed import gather_rows
 from unlearning.modules.resume import rng_states, set_rng_states
 from unlearning.nets import net_spec
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
-
-def gather_rows(module: LightningModule, t: torch.Tensor) -> torch.Tensor:
-    """Gather a per-example tensor from every rank, restoring the single-process order.
-
-    Evaluation shards are ``order[rank::world]`` (see :class:`~unlearning.data.TensorLoader`),
-    so interleaving the shards gives back the order of a single-process run.
-    """
-    world = world_size(module)
-    if world == 1:
-        return t
-    n = torch.tensor([t.shape[0]], device=module.device)
-    sizes = module.all_gather(n).view(-1).tolist()
-    padded = torch.zeros((max(sizes), *t.shape[1:]), dtype=t.dtype, device=module.device)
-    padded[: t.shape[0]] = t
-    gathered = module.all_gather(padded)
-    out = torch.empty((sum(sizes), *t.shape[1:]), dtype=t.dtype, device=module.device)
-    for r, size in enumerate(sizes):
-        out[r : r + world * size : world][:size] = gathered[r, :size]
-    return out
-
 
 class EvaluatedModule(StreamDeclarations, CostAccounting, LightningModule):
     """Base class: a network, evaluation against the split's streams, cost accounting.

@@ -49,7 +49,7 @@ import torch
 from unlearning.methods.hypernet.nets import PatchedTail, weights_digest
 from unlearning.methods.hypernet.trainer import load_hypernet
 from unlearning.methods.losses import distill_kl, match_unseen
-from unlearning.modules.base import gather_rows
+from unlearning.modules.distributed import gather_rows
 from unlearning.modules.unlearn import UnlearnModule
 from unlearning.nets import build_net
 
