@@ -186,6 +186,7 @@ def test_an_attack_on_too_few_or_non_finite_examples_is_nan() -> None:
     assert math.isnan(run_attack(simple_mia, few, many))  # 5 per side: the 10 % test split holds one example
     assert not math.isnan(run_attack(simple_mia, rng.random(6), many))
     assert math.isnan(run_attack(mia_efficacy, many, many, np.array([])))
+    assert math.isnan(run_attack(predictive_mia, rng.random((9, 13)), rng.random((50, 13))))
     diverged = many.copy()
     diverged[3] = np.inf
     assert math.isnan(run_attack(simple_mia, diverged, many))

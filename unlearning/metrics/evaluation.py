@@ -72,7 +72,8 @@ def _predictive_attack(members: np.ndarray, nonmembers: np.ndarray, seed: int = 
 #: the fewest examples of each sample with which an attack can run. simple_mia needs 5 and its
 #: stratified 10 % test split at least one example of each side (2 x 6 examples); predictive_mia
 #: needs 10; the SVC of mia_efficacy one of each side and one example to judge
-_MIN_EXAMPLES: dict[Callable[..., float], int] = {simple_mia: 6, _predictive_attack: 10, mia_efficacy: 1}
+_MIN_EXAMPLES: dict[Callable[..., float], int] = {simple_mia: 6, predictive_mia: 10, _predictive_attack: 10,
+                                                  mia_efficacy: 1}
 
 
 def run_attack(attack: Callable[..., float], *samples: np.ndarray, seed: int = 0) -> float:
