@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from unlearning.methods import declared_stages
 from unlearning.metrics.forgetting import forgetting_points
 from unlearning.scoring.cache import write_json_atomic
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
+from unlearning.utils import atomic_path
 
 __all__ = ["LEADERBOARD_COLUMNS", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
            "run_leaderboard"]
@@ -92,8 +94,6 @@ def method_configs(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _stage_configs(method: Path, stages_dir: str | None) -> dict[str, str]:
-    from unlearning.methods import declared_stages
-
     wanted = declared_stages(method)
     if wanted and stages_dir is None:
         raise ValueError(f"method {method.stem!r} needs the one-time stage(s) {wanted}: give stages_dir")
@@ -448,7 +448,6 @@ def epsilon_distributions_figure(results: dict[str, dict[str, Any]]) -> Any:
 def write_leaderboard(out: Path, results: dict[str, dict[str, Any]], payload: dict[str, Any]) -> None:
     """``leaderboard.md``/``.json``/``.csv``, the two figures and TensorBoard events in ``out``."""
     from unlearning.callbacks.figures import FigureWriter
-    from unlearning.utils import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "leaderboard.md") as tmp:

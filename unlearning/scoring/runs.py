@@ -31,7 +31,9 @@ from unlearning.scoring.cache import (
     write_json_atomic,
 )
 from unlearning.build import build_run
+from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import module_class, resolve_class
+from unlearning.scoring.code import code_digests, code_identity
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose
 
 __all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
@@ -70,8 +72,6 @@ def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any])
     """What determines a stage's model apart from the seed: its model and trainer settings (less
     logging, placement and paths set by the score run), its extra arguments, the data and the
     digests of the code that trains it (:func:`~unlearning.scoring.code.code_identity`)."""
-    from unlearning.scoring.code import code_digests, code_identity
-
     trainer = {k: v for k, v in (cfg.get("trainer") or {}).items() if k not in _TRAINER_COSMETIC}
     model = dict(cfg["model"]) if isinstance(cfg["model"], dict) else {"value": cfg["model"]}
     if isinstance(model.get("init_args"), dict):
@@ -222,8 +222,6 @@ def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = 
     retrained, and the metrics it has keep their values. Pass one ``datamodule`` (from
     :func:`score_datamodule`) to complete many entries without loading the data each time."""
     import lightning as L
-
-    from unlearning.modules.base import load_checkpoint_meta
 
     cls = module_class(load_checkpoint_meta(run.checkpoint)["module"])
     with _quiet():

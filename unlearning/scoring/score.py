@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+import unlearning
+
 from unlearning.metrics.forgetting import (
     final_score,
     forgetting_points,
@@ -34,6 +36,7 @@ from unlearning.metrics.klom import klom
 from unlearning.registry import module_class
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
 from unlearning.scoring.code import code_identity
+from unlearning.scoring.report import write_outputs
 from unlearning.scoring.runs import (
     checkpoint_identity,
     complete_evaluation,
@@ -43,6 +46,7 @@ from unlearning.scoring.runs import (
     stage_recipe,
 )
 from unlearning.scoring.training import Job, TrainPlan, check_launcher, train_plan
+from unlearning.utils import check_writable
 
 __all__ = ["RUN_METRICS", "json_ready", "parse_seed_range", "run_score", "summarise"]
 
@@ -232,8 +236,6 @@ def run_score(
     if need_methods:
         work += [Job("stage", c, seed, cfg_path) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
     work += [Job("method", methods, s, method, tuple(method_args)) for s in need_methods]
-    from unlearning.utils import check_writable
-
     if work:  # a folder that could not take the models or the score fails now, not after the training
         check_writable(cache_root, "cache folder")
     check_writable(Path(output_dir), "output folder")
@@ -289,8 +291,6 @@ def run_score(
         versions=_versions(),
     )
     result["timings"].update(train_s=train_s, models_trained=len(trained), trained=trained)
-    from unlearning.scoring.report import write_outputs
-
     out = Path(output_dir) / name
     result["output_dir"] = str(out)
     write_outputs(out, result)
@@ -319,8 +319,6 @@ def _check_stages(method: str, cfg: dict[str, Any], stages: dict[str, str]) -> N
 def _versions() -> dict[str, str]:
     import lightning
     import torch
-
-    import unlearning
 
     return {"unlearning": unlearning.__version__, "torch": str(torch.__version__),
             "lightning": str(lightning.__version__), "numpy": np.__version__}

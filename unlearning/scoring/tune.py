@@ -40,8 +40,10 @@ from typing import Any
 import yaml
 
 from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.cli import _parser, _run
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.tables import csv_table
+from unlearning.utils import atomic_path
 
 __all__ = ["apply_params", "load_search_space", "main", "run_tune", "space_path", "tune_parser"]
 
@@ -294,8 +296,6 @@ def _write_results(study: Any, out: Path, method: str, method_cfg: dict[str, Any
                    config: dict[str, Any] | None) -> dict[str, Any]:
     import optuna
 
-    from unlearning.utils import atomic_path
-
     out.mkdir(parents=True, exist_ok=True)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     rows = [{"trial": t.number, "state": t.state.name, "value": t.value, **t.params, **t.user_attrs} for t in study.trials]
@@ -338,8 +338,6 @@ def _write_results(study: Any, out: Path, method: str, method_cfg: dict[str, Any
 
 def tune_parser() -> Any:
     """The parser of ``unlearning tune``."""
-    from unlearning.scoring.cli import _parser
-
     return _parser(run_tune, "unlearning tune", (
         "Search an unlearning method's hyperparameters with Optuna (TPE) against its final score "
         "from `unlearning score`, on seeds disjoint from the reporting ones; the study is stored in "
@@ -348,6 +346,4 @@ def tune_parser() -> Any:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv`` and run the study; returns the content of ``tuning.json``."""
-    from unlearning.scoring.cli import _run
-
     return _run(tune_parser(), run_tune, argv)
