@@ -105,7 +105,7 @@ def verbose() -> bool:
 #: They are raised to WARNING, so that their warnings still show; Lightning's warnings
 #: (``rank_zero_warn``) go through Python's ``warnings``, not through these loggers. The model summary
 #: is not a logging matter (with Rich installed it is printed to the console): the ``unlearning``
-#: command turns it off instead (:meth:`unlearning.cli.UnlearningCLI.instantiate_trainer`).
+#: command turns it off instead (:meth:`unlearning.build.RunCLI.instantiate_trainer`).
 CHATTY_LOGGERS = (
     "lightning.fabric.utilities.seed",
     "lightning.fabric.utilities.rank_zero",
