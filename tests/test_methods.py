@@ -31,6 +31,7 @@ from tests.synthetic import (
 )
 from unlearning.data.splits import make_split
 from unlearning.modules import Classifier, RetrainOracle, UnlearnModule, load_net
+from unlearning.registry import module_class
 from unlearning.nets import SmallCNN
 
 
@@ -135,7 +136,7 @@ def cpu_preset_args(cls: type) -> tuple[dict, int]:
             return settings[cls.__name__]
     for path in sorted((REPO / "configs" / "cpu" / "unlearn").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
-        if cfg["model"]["class_path"].split(".")[-1] == cls.__name__:
+        if module_class(cfg["model"]["class_path"]) is cls:
             args = {k: v for k, v in cfg["model"]["init_args"].items() if k not in ("original", "oracle")}
             return args, int(cfg["trainer"].get("max_epochs") or 2)
     return {}, 2
