@@ -15,6 +15,10 @@ Figures (PNG in ``--out``, and in TensorBoard under ``--out/summary``): ``loss_h
 generalisation gap and confidence gap against parameter count) and ``unlearning.png`` (gaps to the
 oracle on the forget set against parameter count). Every stage's own TensorBoard logs are in
 ``--out/depth<D>/``. Stages whose checkpoint exists are reused (``--retrain`` to redo them).
+The numbers and losses the figures are drawn from are written to ``--out/results.json``;
+``--redraw`` trains and evaluates nothing: it draws the figures again from that file.
+
+    python examples/capacity.py --redraw
 
 Any further ``--key value`` argument is passed to every ``unlearning fit`` stage and to the
 evaluation (e.g. ``--trainer.precision bf16-mixed``).
@@ -23,6 +27,7 @@ evaluation (e.g. ``--trainer.precision bf16-mixed``).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ import matplotlib
 import numpy as np
 
 from unlearning.callbacks import FigureWriter, histogram_panels
+from unlearning.callbacks.figures import place_labels
 from unlearning.metrics import simple_mia
 from unlearning.modules import load_net
 from unlearning.pipeline import (
@@ -77,7 +83,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--epochs", type=int, default=20, help="epochs of the original and the oracle (default: 20)")
     p.add_argument("--unlearn-epochs", type=int, default=2, help="epochs of Finetune (default: 2)")
     p.add_argument("--retrain", action="store_true", help="train every stage again even if its checkpoint exists")
+    p.add_argument("--redraw", action="store_true",
+                   help="train and evaluate nothing: draw the figures again from results.json in --out")
     args, extra = p.parse_known_args(argv)
+    if args.redraw:
+        return args, extra
     bad = [d for d in args.depths if d < 8 or (d - 2) % 6]
     if bad:
         raise ValueError(f"--depths must be 6n+2 with n >= 1 (8, 14, 20, 32, 56, ...), got {bad[0]}")
@@ -141,31 +151,121 @@ def leakage(
     }
 
 
-def _against_params(
-    rows: dict[int, dict[str, float]], panels: list[tuple[str, list[tuple[str, str]]]], title: str
-) -> Any:
-    """A figure with one panel per ``(y label, [(key, legend), ...])``, each against parameter count."""
+#: a panel of :func:`_against_params`: (title, y label, [(key, legend), ...], the ideal value or None, its name)
+Panel = tuple[str, str, list[tuple[str, str]], float | None, str]
+
+
+def _against_params(rows: dict[int, dict[str, float]], panels: list[Panel], title: str) -> Any:
+    """A figure with one panel per :data:`Panel`, each series against parameter count (log scale),
+    the ideal value dotted, each point of the first series labelled by its depth."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.transforms import Bbox
 
     depths = sorted(rows)
     params = [rows[d]["params"] * 1e3 for d in depths]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.4), squeeze=False)
-    for ax, (ylabel, series) in zip(axes[0], panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.9), squeeze=False)
+    for ax, (panel_title, ylabel, series, ideal, ideal_name) in zip(axes[0], panels):
         for key, legend in series:
             ax.plot(params, [rows[d][key] for d in depths], marker="o", label=legend)
-        for d, x in zip(depths, params):
-            ax.annotate(f"{d}", (x, rows[d][series[0][0]]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if ideal is not None:
+            ax.axhline(ideal, color="0.4", ls=":", lw=1.2, label=ideal_name)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
-        ax.set_xlabel("parameters (labels: depth)")
+        ax.set_xlabel("parameters (log scale; point labels: depth)")
         ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=10)
         ax.grid(alpha=0.3)
-        if len(series) > 1:
+        if len(series) > 1 or ideal is not None:
             ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0
+    for ax, (_, _, series, _, _) in zip(axes[0], panels):  # depth labels, once the layout is fixed
+        obstacles = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
+        for line in ax.get_lines():  # every line, as small boxes along it (straight in display space)
+            xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float))
+            for a, b in zip(xy[:-1], xy[1:]):
+                for t in np.linspace(0.0, 1.0, 12):
+                    cx, cy = a + t * (b - a)
+                    obstacles.append(Bbox.from_extents(cx - px, cy - px, cx + px, cy + px))
+        first = [(x, rows[d][series[0][0]]) for d, x in zip(depths, params)]
+        place_labels(ax, first, [str(d) for d in depths], obstacles=obstacles)
     return fig
+
+
+def write_figures(out: str | Path, rows: dict[int, dict[str, float]], losses: dict[str, dict[str, Any]]) -> None:
+    """Write ``loss_histograms.png``, ``capacity.png`` and ``unlearning.png`` into ``out``, and them
+    and the numbers to TensorBoard.
+
+    Args:
+        out: the output folder.
+        rows: the numbers of every depth, as :func:`main` returns them.
+        losses: ``{panel title: {"train": losses, "test": losses}}``, one panel per depth.
+    """
+    with FigureWriter(out) as writer:
+        fig = histogram_panels(losses, xlabel="per-example loss (cross-entropy)", title=(
+            "Per-example loss, training set (members) vs test set: the more the two overlap, the less the model "
+            "leaks"))
+        fig.axes[0].set_ylabel("share of examples per unit loss (log)")
+        writer.add_figure("loss_histograms", fig)
+        writer.add_figure("capacity", _against_params(rows, [
+            ("Membership inference", "MIA accuracy\n(closer to 0.5 is better: less leakage)",
+             [("mia", "simple, train vs test"), ("forget_mia", "simple, forget vs test"),
+              ("forget_predictive_mia", "predictive, forget vs test")], 0.5, "chance"),
+            ("Generalisation gap", "train accuracy - test accuracy\n(lower is better: less overfitting)",
+             [("gen_gap", "generalisation gap")], None, ""),
+            ("Confidence gap", "mean logit-scaled confidence, train - test\n(lower is better: less leakage)",
+             [("lsc_gap", "confidence gap")], None, ""),
+        ], "Capacity vs leakage: CIFAR ResNets of growing depth, same data and recipe"))
+        writer.add_figure("unlearning", _against_params(rows, [
+            ("Membership inference on the forget set", "forget MIA - oracle's\n(closer to 0 is better)",
+             [("mia_gap_original", "original"), ("mia_gap_finetune", "after Finetune")], 0.0, "oracle"),
+            ("Accuracy on the forget set", "forget accuracy - oracle's\n(closer to 0 is better)",
+             [("forget_acc_gap_original", "original"), ("forget_acc_gap_finetune", "after Finetune")], 0.0,
+             "oracle"),
+        ], "Unlearning the forget set: gap to the retrain oracle"))
+        for depth, row in rows.items():
+            writer.add_scalars(row, step=depth, prefix="capacity")
+
+
+def save_results(out: str | Path, rows: dict[int, dict[str, float]], losses: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Write what the figures are drawn from to ``out/results.json``: ``{"rows": {depth: numbers},
+    "losses": {panel title: {"train": [...], "test": [...]}}}``."""
+    path = Path(out) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = {"rows": {str(d): row for d, row in rows.items()},
+             "losses": {name: {k: np.asarray(v).tolist() for k, v in sets.items()} for name, sets in losses.items()}}
+    path.write_text(json.dumps(saved) + "\n")
+    return path
+
+
+def redraw(out: str) -> dict[int, dict[str, float]]:
+    """Draw the figures again from the ``results.json`` of an earlier run in ``out``, and print its table.
+
+    Returns:
+        The numbers that run returned (see :func:`main`).
+
+    Raises:
+        FileNotFoundError: if ``out/results.json`` is missing.
+    """
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--redraw: no {path}; run the example once without --redraw")
+    saved = json.loads(path.read_text())
+    rows = {int(d): row for d, row in saved["rows"].items()}
+    losses = {name: {k: np.array(v) for k, v in sets.items()} for name, sets in saved["losses"].items()}
+    write_figures(out, rows, losses)
+    report(out, rows)
+    return rows
+
+
+def report(out: str, rows: dict[int, dict[str, float]]) -> None:
+    """Print the numbers of every depth as a Markdown table, and where the figures are."""
+    print()
+    print(markdown_table({f"ResNet-{d}": row for d, row in rows.items()}, COLUMNS))
+    print(f"\nfigures in {out}/ (loss_histograms.png, capacity.png, unlearning.png); tensorboard --logdir {out}")
 
 
 def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
@@ -184,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
         ``finetune_test_acc`` and ``finetune_cost`` (training time as a fraction of the oracle's).
     """
     args, extra = parse_args(argv)
+    if args.redraw:
+        return redraw(args.out)
     common = [
         *(["--data.init_args.root", args.root] if args.root else []),
         "--data.init_args.train_subset", str(args.train_subset),
@@ -219,27 +321,9 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
         train_loss = np.concatenate([outputs["retain"]["loss"], outputs["forget"]["loss"]])
         losses[f"ResNet-{depth} ({params / 1e3:.0f}k params)"] = {"train": train_loss, "test": outputs["test"]["loss"]}
 
-    with FigureWriter(args.out) as writer:
-        title = "Per-example loss: training set vs test set"
-        writer.add_figure("loss_histograms", histogram_panels(losses, title=title))
-        writer.add_figure("capacity", _against_params(rows, [
-            ("MIA accuracy (0.5 = chance)", [("mia", "simple, train vs test"), ("forget_mia", "simple, forget vs test"),
-                                             ("forget_predictive_mia", "predictive, forget vs test")]),
-            ("train acc - test acc", [("gen_gap", "generalisation gap")]),
-            ("mean LSC, train - test", [("lsc_gap", "confidence gap")]),
-        ], "Capacity vs leakage"))
-        writer.add_figure("unlearning", _against_params(rows, [
-            ("forget MIA - oracle's", [("mia_gap_original", "original"), ("mia_gap_finetune", "after Finetune")]),
-            ("forget acc - oracle's", [("forget_acc_gap_original", "original"),
-                                        ("forget_acc_gap_finetune", "after Finetune")]),
-        ], "Unlearning the forget set: gap to the retrain oracle"))
-        for depth, row in rows.items():
-            writer.add_scalars(row, step=depth, prefix="capacity")
-
-    print()
-    print(markdown_table({f"ResNet-{d}": row for d, row in rows.items()}, COLUMNS))
-    print(f"\nfigures in {args.out}/ (loss_histograms.png, capacity.png, unlearning.png); "
-          f"tensorboard --logdir {args.out}")
+    save_results(args.out, rows, losses)
+    write_figures(args.out, rows, losses)
+    report(args.out, rows)
     return rows
 
 

@@ -20,13 +20,20 @@ two classes drawn uniformly from discs of radius 2 centred at (-5, 5) and (5, 5)
    (``unlearning.png``), with each model's disagreement with that retrained boundary.
 
 Figures are PNG files in ``--out`` and in TensorBoard under ``--out/summary``; every training
-run's own logs are in ``--out`` too. Any further ``--key value`` argument is passed to every
-``unlearning fit`` stage (e.g. ``--model.init_args.lr 0.05``).
+run's own logs are in ``--out`` too, and what the figures are drawn from: ``results.json`` (the
+numbers) and ``grids.npz`` (each model's probability over the plane). ``--redraw`` trains nothing:
+it draws the figures again from those two files.
+
+    python examples/two_circles.py --redraw
+
+Any further ``--key value`` argument is passed to every ``unlearning fit`` stage (e.g.
+``--model.init_args.lr 0.05``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,7 @@ import numpy as np
 import torch
 
 from unlearning.callbacks import FigureWriter
+from unlearning.callbacks.figures import place_labels
 from unlearning.modules import load_net
 from unlearning.pipeline import (
     evaluate_checkpoint,
@@ -76,7 +84,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                    help="full-batch steps of every unlearning method (default: each method config's own)")
     p.add_argument("--methods", nargs="+", default=["finetune", "discriminator", "neggrad_plus", "kl_contrastive"],
                    help=f"configs/examples/two_circles/unlearn/<name>.yaml to run (of {', '.join(methods)})")
+    p.add_argument("--redraw", action="store_true",
+                   help="train nothing: draw the figures again from results.json and grids.npz in --out")
     args, extra = p.parse_known_args(argv)
+    if args.redraw:
+        return args, extra
     require_positive(args, "num_train", "hidden", "epochs", "forget_top", "unlearn_epochs")
     if min(args.widths) < 1 or min(args.depths) < 0:
         raise ValueError(f"--widths must be >= 1 and --depths >= 0, got {args.widths} and {args.depths}")
@@ -135,9 +147,41 @@ def draw(ax: Any, p: np.ndarray, x: np.ndarray, y: np.ndarray, outliers: np.ndar
     if marked is not None and marked.size:
         ax.scatter(x[marked, 0], x[marked, 1], s=70, marker="x", c="k", linewidths=1.2)
     ax.set_title(title, fontsize=9)
+    plane(ax)
+
+
+def plane(ax: Any, xlabel: bool = True, ylabel: bool = True) -> None:
+    """Show the plane measured (:data:`GRID_X` x :data:`GRID_Y`) at equal scale, its axes named by
+    the coordinates of the input points (the inner panels of a grid may leave them out)."""
     ax.set_aspect("equal")
     ax.set_xlim(GRID_X[0], GRID_X[-1])
     ax.set_ylim(GRID_Y[0], GRID_Y[-1])
+    ax.set_xlabel("x1" if xlabel else "")
+    ax.set_ylabel("x2" if ylabel else "")
+
+
+def label_ranks(ax: Any, x: np.ndarray, ranked: np.ndarray, boundary: Any) -> None:
+    """Write ``#1``, ``#2``, ... beside the ranked points, none over another, nor over the other
+    points or the boundary (by :func:`~unlearning.callbacks.figures.place_labels`).
+
+    Args:
+        ax: the axes, its layout fixed.
+        x: all training points, ``N x 2``.
+        ranked: the indices of the points to label, first first.
+        boundary: the ``QuadContourSet`` of the drawn boundary.
+    """
+    from matplotlib.transforms import Bbox
+
+    px = ax.figure.dpi / 72.0
+    to_px = ax.transData.transform
+    r = 2.5 * px  # about a point's marker, in pixels
+    others = np.setdiff1d(np.arange(len(x)), ranked)
+    obstacles = [Bbox.from_extents(cx - r, cy - r, cx + r, cy + r) for cx, cy in to_px(x[others])]
+    for segment in boundary.allsegs[0]:  # the line, as small boxes along it
+        for cx, cy in to_px(segment)[::2]:
+            obstacles.append(Bbox.from_extents(cx - px, cy - px, cx + px, cy + px))
+    place_labels(ax, [tuple(x[i]) for i in ranked], [f"#{rank + 1}" for rank in range(len(ranked))],
+                 obstacles=obstacles, fontsize=9)
 
 
 def influence(args: argparse.Namespace, common: list[str], reference: Path) -> dict[str, np.ndarray]:
@@ -184,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         (``"h<width>_d<depth>"``) its ``train_acc`` and ``test_acc``.
     """
     args, extra = parse_args(argv)
+    if args.redraw:
+        return redraw(args.out)
     out = Path(args.out)
     data = ["--data.init_args.num_train", str(args.num_train), "--data.init_args.num_outliers", str(args.num_outliers),
             "--data.init_args.data_seed", str(args.data_seed)]
@@ -251,10 +297,57 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         unlearning[name] = {"boundary_disagreement": float(np.mean((p > 0.5) != (p_oracle > 0.5))),
                             **{k: metrics[k] for k in ("forget_acc", "test_acc", "retain_acc")}}
 
+    result = {"top": top, "influence": {k: v.tolist() for k, v in scores.items()}, "unlearning": unlearning,
+              "capacity": capacity}
+    save_results(args, result, x, y, outliers, order, forget, probs, unlearn_probs)
     write_figures(args, x, y, outliers, probs, capacity, scores, order, forget, unlearn_probs, unlearning)
     report(top, unlearning)
-    return {"top": top, "influence": {k: v.tolist() for k, v in scores.items()}, "unlearning": unlearning,
-            "capacity": capacity}
+    return result
+
+
+#: the flags the figures depend on, kept in results.json for --redraw
+FIGURE_FLAGS = ("widths", "depths", "hidden", "depth")
+
+
+def save_results(args: argparse.Namespace, result: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                 outliers: np.ndarray, order: np.ndarray, forget: np.ndarray, probs: dict[str, np.ndarray],
+                 unlearn_probs: dict[str, np.ndarray]) -> None:
+    """Write what the figures are drawn from into ``--out``: ``results.json`` (the returned numbers,
+    the points, the ranking, the forget set and the flags the figures name) and ``grids.npz`` (the
+    probability of class 1 over the plane of every model drawn: ``capacity/<name>``, ``unlearn/<name>``).
+    """
+    out = Path(args.out)
+    saved = {**result, "points": x.tolist(), "labels": y.tolist(), "outliers": outliers.tolist(),
+             "order": order.tolist(), "forget": forget.tolist(), "flags": {k: getattr(args, k) for k in FIGURE_FLAGS}}
+    (out / "results.json").write_text(json.dumps(saved, indent=1) + "\n")
+    np.savez_compressed(out / "grids.npz", **{f"capacity/{k}": v.astype(np.float32) for k, v in probs.items()},
+                        **{f"unlearn/{k}": v.astype(np.float32) for k, v in unlearn_probs.items()})
+
+
+def redraw(out: str) -> dict[str, object]:
+    """Draw the figures again from the ``results.json`` and ``grids.npz`` of an earlier run in ``out``.
+
+    Returns:
+        The numbers that run returned (see :func:`main`).
+
+    Raises:
+        FileNotFoundError: if either file is missing.
+    """
+    folder = Path(out)
+    for name in ("results.json", "grids.npz"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"--redraw: no {folder / name}; run the example once without --redraw")
+    saved = json.loads((folder / "results.json").read_text())
+    with np.load(folder / "grids.npz") as grids:
+        probs = {k.split("/", 1)[1]: grids[k] for k in grids.files if k.startswith("capacity/")}
+        unlearn_probs = {k.split("/", 1)[1]: grids[k] for k in grids.files if k.startswith("unlearn/")}
+    args = argparse.Namespace(out=out, **saved["flags"])
+    scores = {k: np.array(v) for k, v in saved["influence"].items()}
+    write_figures(args, np.array(saved["points"]), np.array(saved["labels"]), np.array(saved["outliers"], dtype=bool),
+                  probs, saved["capacity"], scores, np.array(saved["order"]), np.array(saved["forget"]),
+                  unlearn_probs, saved["unlearning"])
+    print(f"figures in {out}/ (boundaries.png, influence.png, unlearning.png)")
+    return {k: saved[k] for k in ("top", "influence", "unlearning", "capacity")}
 
 
 def write_figures(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, outliers: np.ndarray,
@@ -280,45 +373,64 @@ def write_figures(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, outlie
 
     with FigureWriter(args.out) as writer:
         rows, cols = len(args.depths), len(args.widths)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.7 * rows), squeeze=False)
         for r, depth in enumerate(args.depths):
             for c, width in enumerate(args.widths):
                 name = f"h{width}_d{depth}"
                 acc = capacity[name]
-                draw(axes[r][c], probs[name], x, y, outliers,
+                ax = axes[r][c]
+                draw(ax, probs[name], x, y, outliers,
                      f"width {width}, depth {depth}: train {acc['train_acc']:.2f}, test {acc['test_acc']:.2f}")
-        fig.suptitle("Decision boundaries by MLP capacity (stars: outliers)")
+                plane(ax, xlabel=r == rows - 1, ylabel=c == 0)
+        fig.suptitle("Decision boundaries by MLP capacity (accuracy: higher is better)\n"
+                     "shading: p(class 1), red = class 1, blue = class 0; stars: outliers", fontsize=11)
         fig.tight_layout()
         writer.add_figure("boundaries", fig)
 
         p_ref = unlearn_probs["original"]
-        titles = {"param_l2": "parameter change (L2)", "boundary_flip": "share of the grid that flips",
-                  "prob_change": "mean |change of p(class 1)|"}
-        fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-        for ax, (key, title) in zip(axes, titles.items()):
-            ax.contour(GRID_X, GRID_Y, p_ref, levels=[0.5], colors="k", linewidths=1.2)
-            sc = ax.scatter(x[:, 0], x[:, 1], c=scores[key], cmap="viridis", s=np.where(outliers, 60, 18),
-                            marker="o", edgecolors=np.where(y == 1, "tab:red", "tab:blue"), linewidths=0.8)
-            for rank, i in enumerate(order[:5]):
-                ax.annotate(f"#{rank + 1}", (x[i, 0], x[i, 1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            fig.colorbar(sc, ax=ax)
-            ax.set_title(f"leave-one-out: {title}", fontsize=9)
-            ax.set_aspect("equal")
-            ax.set_xlim(GRID_X[0], GRID_X[-1])
-            ax.set_ylim(GRID_Y[0], GRID_Y[-1])
-        fig.suptitle(f"Influence of each training point (MLP width {args.hidden}, depth {args.depth}; "
-                     "edge colour: class; line: boundary)")
+        measures = {
+            "param_l2": ("parameters change",
+                         "L2 norm of the parameter change\n(higher: the point moves the model more)"),
+            "boundary_flip": ("class flips",
+                              "share of the plane whose class flips\n(higher: the point moves the boundary more)"),
+            "prob_change": ("probability changes",
+                            "mean |change of p(class 1)| over the plane\n(higher: the point moves the boundary more)"),
+        }
+        ranked = order[:5]
+        fig, axes = plt.subplots(1, 3, figsize=(16.5, 5.2))
+        boundaries = []
+        for ax, (key, (title, colour)) in zip(axes, measures.items()):
+            boundaries.append(ax.contour(GRID_X, GRID_Y, p_ref, levels=[0.5], colors="k", linewidths=1.2))
+            style = dict(cmap="viridis", vmin=scores[key].min(), vmax=scores[key].max(), marker="o", linewidths=0.8)
+            sc = ax.scatter(x[:, 0], x[:, 1], c=scores[key], s=np.where(outliers, 60, 18),
+                            edgecolors=np.where(y == 1, "tab:red", "tab:blue"), **style)
+            # the ranked points again on top, the smallest last: none hides under a neighbour's marker
+            top = ranked[np.argsort(-np.where(outliers[ranked], 60, 18), kind="stable")]
+            ax.scatter(x[top, 0], x[top, 1], c=scores[key][top], s=np.where(outliers[top], 60, 18),
+                       edgecolors=np.where(y[top] == 1, "tab:red", "tab:blue"), zorder=3, **style)
+            fig.colorbar(sc, ax=ax).set_label(colour, fontsize=9)
+            ax.set_title(f"Leaving each point out: {title}", fontsize=10)
+            plane(ax)
+        fig.suptitle(f"Influence of each training point by leave-one-out (MLP width {args.hidden}, depth {args.depth})"
+                     "\n#1-#5: the points that flip the most of the plane; large: outliers; "
+                     "edge colour: class (red 1, blue 0); line: boundary of the model trained on every point",
+                     fontsize=11)
         fig.tight_layout()
+        for ax, boundary in zip(axes, boundaries):  # once the layout is fixed
+            label_ranks(ax, x, ranked, boundary)
         writer.add_figure("influence", fig)
 
         names = list(unlearn_probs)
-        fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 2.9), squeeze=False)
-        for ax, name in zip(axes[0], names):
+        fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+        for c, (ax, name) in enumerate(zip(axes[0], names)):
             row = unlearning[name]
             draw(ax, unlearn_probs[name], x, y, outliers,
-                 f"{name}: {100 * row['boundary_disagreement']:.1f}% of the plane differs from retrained",
+                 f"{name}: {100 * row['boundary_disagreement']:.1f}% of the plane\ndiffers from retrained",
                  marked=forget, reference=None if name == "retrained" else unlearn_probs["retrained"])
-        fig.suptitle(f"Unlearning the {len(forget)} most influential points (crosses); dashed: retrained without them")
+            plane(ax, ylabel=c == 0)
+        fig.suptitle(f"Unlearning the {len(forget)} most influential points (crosses): each model's boundary (solid) "
+                     "against the boundary retrained without them (dashed)\nshare of the plane where they differ: "
+                     "lower is better; shading: p(class 1); stars: outliers", fontsize=11)
         fig.tight_layout()
         writer.add_figure("unlearning", fig)
 

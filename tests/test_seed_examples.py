@@ -3,9 +3,13 @@ on tiny settings, write non-empty figures, and return sane numbers."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,6 +95,11 @@ def test_two_circles_example(tmp_path: Path) -> None:
     assert min(moved) < result["unlearning"]["original"]["boundary_disagreement"], result["unlearning"]
     assert set(result["capacity"]) == {"h4_d1", "h4_d2"}
     assert_pngs(tmp_path, ["boundaries", "influence", "unlearning"])
+    # --redraw trains nothing: the same numbers and figures from results.json and grids.npz
+    for png in tmp_path.glob("*.png"):
+        png.unlink()
+    assert main(["--redraw", "--out", str(tmp_path)]) == json.loads(json.dumps(result))
+    assert_pngs(tmp_path, ["boundaries", "influence", "unlearning"])
 
 
 def test_two_circles_rejects_unknown_method() -> None:
@@ -98,6 +107,108 @@ def test_two_circles_rejects_unknown_method() -> None:
 
     with pytest.raises(ValueError, match="unknown method 'scrub'"):
         main(["--methods", "finetune", "scrub"])
+
+
+def _drawn_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Keep every figure a FigureWriter writes, by name, open (it closes them otherwise)."""
+    from unlearning.callbacks import FigureWriter
+
+    figures: dict[str, Any] = {}
+    monkeypatch.setattr(FigureWriter, "add_figure", lambda self, name, fig, step=0: figures.setdefault(name, fig))
+    return figures
+
+
+def _assert_labelled(ax: Any) -> None:
+    assert ax.get_title() or ax.figure.get_suptitle(), "no title"
+    assert ax.get_xlabel() and ax.get_ylabel(), f"an axis of {ax.get_title()!r} has no label"
+
+
+def test_two_circles_figures_say_what_they_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--redraw from saved results (no training): every panel of the influence figure has a title,
+    x1/x2 axes and a colour bar that says higher moves the boundary more, and its five rank labels,
+    drawn beside a tight cluster of points, do not overlap; the other figures' outer axes are labelled."""
+    from examples.two_circles import GRID_X, GRID_Y, main, save_results
+    from unlearning.callbacks.figures import _pyplot, text_boxes
+
+    rng = np.random.default_rng(0)
+    n = 40
+    x = np.concatenate([rng.normal([-5, 5], 1, (n // 2, 2)), rng.normal([5, 5], 1, (n // 2 - 5, 2)),
+                        [-3, 5] + 0.15 * rng.standard_normal((5, 2))])  # the five most influential, in a cluster
+    y = np.array([0] * (n // 2) + [1] * (n // 2))
+    outliers = np.arange(n) >= n - 5
+    order = np.arange(n)[::-1]
+    scores = {k: rng.random(n) for k in ("param_l2", "boundary_flip", "prob_change")}
+    gx, _ = np.meshgrid(GRID_X, GRID_Y)
+    grid = 1 / (1 + np.exp(-gx))
+    names = ["original", "retrained", "finetune"]
+    unlearning = {m: {"boundary_disagreement": 0.1, "forget_acc": 1.0, "test_acc": 1.0, "retain_acc": 1.0}
+                  for m in names}
+    capacity = {f"h{w}_d{d}": {"train_acc": 1.0, "test_acc": 1.0} for w in (4, 16) for d in (1, 2)}
+    result = {"top": [], "influence": {k: v.tolist() for k, v in scores.items()}, "unlearning": unlearning,
+              "capacity": capacity}
+    args = argparse.Namespace(out=str(tmp_path), widths=[4, 16], depths=[1, 2], hidden=32, depth=2)
+    save_results(args, result, x, y, outliers, order, order[:5], {k: grid for k in capacity}, {k: grid for k in names})
+    figures = _drawn_figures(monkeypatch)
+    assert main(["--redraw", "--out", str(tmp_path)]) == result
+    assert sorted(figures) == ["boundaries", "influence", "unlearning"]
+
+    panels = [ax for ax in figures["influence"].axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in figures["influence"].axes if ax.get_label() == "<colorbar>"]
+    assert len(panels) == 3 and len(bars) == 3
+    renderer = figures["influence"].canvas.get_renderer()
+    for ax in panels:
+        _assert_labelled(ax)
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "x2")
+        texts = [t for t in ax.texts if t.get_text()]
+        assert [t.get_text() for t in texts] == ["#1", "#2", "#3", "#4", "#5"]
+        boxes = text_boxes(texts, renderer)
+        clashes = [(texts[i].get_text(), texts[j].get_text()) for i in range(5) for j in range(i)
+                   if boxes[i].overlaps(boxes[j])]
+        assert not clashes, f"rank labels overlap: {clashes}"
+    for bar in bars:
+        assert "higher: the point moves the" in bar.get_ylabel()
+    for name in ("boundaries", "unlearning"):
+        axes = figures[name].axes
+        assert all(ax.get_title() for ax in axes)
+        assert all(ax.get_xlabel() == "x1" for ax in axes[-2:]) and axes[0].get_ylabel() == "x2"
+    assert "lower is better" in figures["unlearning"].get_suptitle()
+    for fig in figures.values():
+        _pyplot().close(fig)
+
+
+def test_capacity_figures_say_what_is_better(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--redraw from a saved results.json (no training): every panel has a title and axes that say
+    which way is better, and the depth labels do not overlap."""
+    from examples.capacity import main, save_results
+    from unlearning.callbacks.figures import _pyplot, text_boxes
+
+    rng = np.random.default_rng(0)
+    keys = ("train_acc", "test_acc", "gen_gap", "mia", "lsc_gap", "forget_mia", "forget_predictive_mia",
+            "finetune_predictive_mia", "oracle_forget_mia", "mia_gap_original", "mia_gap_finetune",
+            "forget_acc_gap_original", "forget_acc_gap_finetune", "finetune_retain_acc", "finetune_test_acc",
+            "finetune_cost")
+    rows = {d: {"params": 3.5 * d, **{k: float(rng.random()) for k in keys}} for d in (8, 14, 20)}
+    losses = {f"ResNet-{d}": {"train": rng.exponential(0.3, 50), "test": rng.exponential(2.0, 50)} for d in rows}
+    save_results(tmp_path, rows, losses)
+    figures = _drawn_figures(monkeypatch)
+    assert main(["--redraw", "--out", str(tmp_path)]) == rows
+    assert sorted(figures) == ["capacity", "loss_histograms", "unlearning"]
+    hist = figures["loss_histograms"].axes
+    assert hist[0].get_xlabel() == "per-example loss (cross-entropy)" and "share of examples" in hist[0].get_ylabel()
+    assert all(ax.get_title() for ax in hist) and figures["loss_histograms"].get_suptitle()
+    for name, better in (("capacity", ["closer to 0.5", "lower", "lower"]), ("unlearning", ["closer to 0"] * 2)):
+        fig = figures[name]
+        renderer = fig.canvas.get_renderer()
+        assert len(fig.axes) == len(better)
+        for ax, direction in zip(fig.axes, better):
+            _assert_labelled(ax)
+            assert f"{direction} is better" in ax.get_ylabel(), ax.get_ylabel()
+            texts = [t for t in ax.texts if t.get_text()]
+            assert sorted(t.get_text() for t in texts) == ["14", "20", "8"]
+            boxes = text_boxes(texts, renderer)
+            assert not any(boxes[i].overlaps(boxes[j]) for i in range(3) for j in range(i))
+    for fig in figures.values():
+        _pyplot().close(fig)
 
 
 def test_starting_kit_example(tiny_cifar: Path, tmp_path: Path) -> None:
