@@ -1,7 +1,7 @@
 """Tests of the competition's forgetting quality (unlearning.metrics.forgetting).
 
 The vectorised epsilon is checked, bit for bit, against a plain reference written below straight
-from DESIGN.md section 4: loops over examples, over family A thresholds and over family B right
+from the definition (the docs' metrics page, "Per-example epsilon"): loops over examples, over family A thresholds and over family B right
 ends, ``np.linspace`` for every threshold, and counts by direct comparison. Only the 400 left ends
 of one right end are handled as one numpy array (a Python loop over them would take seconds per
 example); each left end is still counted on its own by the plain ``l <= c <= r`` test.
@@ -55,7 +55,7 @@ def reference_epsilon(
     extra_thresholds: int = 0,
     extra_right_ends: int = 0,
 ) -> np.ndarray:
-    """Per-example epsilon, as DESIGN.md section 4 words it. ``extra_*`` inject off-by-ones."""
+    """Per-example epsilon, as the definition words it. ``extra_*`` inject off-by-ones."""
     oracle = np.asarray(oracle, dtype=np.float64)
     unlearned = np.asarray(unlearned, dtype=np.float64)
     result = []

@@ -53,7 +53,7 @@ def test_mia_efficacy_counts_targets_called_non_members() -> None:
 
 
 def _klom_by_loop(p: np.ndarray, q: np.ndarray) -> float:
-    """One example's KLOM as DESIGN.md section 4 states it, with numpy's histogram and scipy."""
+    """One example's KLOM as the definition (docs/metrics.md) states it, with numpy's histogram and scipy."""
     from scipy.stats import entropy
 
     p, q = np.clip(p, -100, 100), np.clip(q, -100, 100)

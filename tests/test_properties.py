@@ -87,7 +87,7 @@ def test_epsilon_is_symmetric_and_bounded(values: list[float], shift: float, see
 @FAST
 @given(c=finite, d=finite, n=st.integers(3, 12), values=st.lists(finite, min_size=12, max_size=12))
 def test_degenerate_samples_score_the_cap(c: float, d: float, n: int, values: list[float]) -> None:
-    """Both samples constant, or one constant and the other spread: epsilon is 50 (DESIGN.md 4)."""
+    """Both samples constant, or one constant and the other spread: epsilon is 50 (docs/metrics.md)."""
     const_p, const_q = np.full((1, n), c), np.full((1, n), d)
     assert per_example_epsilon(const_p, const_q)[0] == 50.0
     spread = np.asarray(values[:n], dtype=np.float64)[None]

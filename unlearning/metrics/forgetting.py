@@ -2,8 +2,8 @@
 
 The definition is the competition's, as published by its organisers in
 google-deepmind/unlearning_evaluation (``metric.py``) and in their note "Evaluation for the NeurIPS
-Machine Unlearning Competition"; ``DESIGN.md`` section 4 restates it, and this module follows that
-restatement word by word. All arithmetic is float64.
+Machine Unlearning Competition"; the docs site's metrics page (``docs/metrics.md``, "Per-example
+epsilon") restates it, and this module follows it with the exact grids described below. All arithmetic is float64.
 
 For each forget example there are two samples of N logit-scaled confidences: R, under N retrained
 (oracle) models, and U, under N unlearned models. The one with the larger median is the positive
@@ -29,8 +29,8 @@ F is the mean of the points over the forget set; the final score is
 Why by hand: no maintained library that we know of implements this metric; the organisers'
 ``metric.py`` is a research script, not an installable package: a Python loop over examples, CUDA
 hard-coded, ``N x 160,000`` tensors per example for family B (far too slow on a CPU for thousands
-of examples), ``torch.linspace`` for family A and float32 rates. Where it and ``DESIGN.md``
-differ in such details, this module follows ``DESIGN.md``: numpy's linspace everywhere, rates
+of examples), ``torch.linspace`` for family A and float32 rates. Where it and that restatement
+differ in such details, this module follows the restatement: numpy's linspace everywhere, rates
 ``k / N`` in float64, the 1% rule written ``min(rP, rQ) < 0.01 * max(rP, rQ)`` (not a ratio), and
 epsilon 50 when both ranges are 0.
 
@@ -52,7 +52,7 @@ loop-by-loop reference):
   ``floor((c - l_0) / s) + 1`` unless that quotient is within a rounding bound of an integer;
   those few entries are settled by exact comparisons with the linspace values.
 
-The 1,000 x N = 64 case takes about 1 to 2 s on two shared CPU cores (see `bench_epsilon`). Torch
+The 1,000 x N = 64 case takes about 1 to 2 s on two shared CPU cores (random normal inputs). Torch
 runs single-threaded inside `per_example_epsilon`: its ops are many and small, and on a busy
 machine intra-op threads made the same call 10 to 50 times slower.
 """
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -70,7 +69,6 @@ import torch
 __all__ = [
     "DELTA",
     "EPSILON_CAP",
-    "bench_epsilon",
     "final_score",
     "forgetting_points",
     "forgetting_quality",
@@ -431,24 +429,3 @@ def final_score(  # noqa: N803 (F is the metric's name)
     if ra_oracle <= 0 or ta_oracle <= 0:
         raise ValueError("oracle accuracies must be positive")
     return float(F) * (float(ra_unlearned) / float(ra_oracle)) * (float(ta_unlearned) / float(ta_oracle))
-
-
-def bench_epsilon(num_examples: int = 1000, n_models: int = 64, seed: int = 0) -> float:
-    """Seconds `per_example_epsilon` takes on realistic random inputs (not a unit test).
-
-    R ~ Normal(2, 1.5) and U ~ Normal(1.5, 2), i.i.d. per model and example.
-
-    Args:
-        num_examples: forget set size.
-        n_models: N.
-        seed: seed of the inputs.
-
-    Returns:
-        Wall-clock seconds of one call.
-    """
-    rng = np.random.default_rng(seed)
-    r = rng.normal(2.0, 1.5, size=(num_examples, n_models))
-    u = rng.normal(1.5, 2.0, size=(num_examples, n_models))
-    t0 = time.perf_counter()
-    per_example_epsilon(r, u)
-    return time.perf_counter() - t0

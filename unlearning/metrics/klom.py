@@ -1,8 +1,8 @@
 """KLOM: the KL divergence of margins between oracles and unlearned models, per example.
 
 From Georgiev et al., "Attribute-to-Delete: Machine Unlearning via Datamodel Matching" (ICLR 2025,
-appendix E.1) and its EasyDUB benchmark; ``DESIGN.md`` section 4 gives the definition this module
-follows. For each example, the margin (the logit-scaled confidence of its label) under N oracles
+appendix E.1) and its EasyDUB benchmark; the docs site's metrics page (``docs/metrics.md``, KLOM)
+states the definition this module follows. For each example, the margin (the logit-scaled confidence of its label) under N oracles
 and under N unlearned models are two samples. Both are clipped to [-100, 100] and binned into 20
 equal-width bins over their combined range; the histograms' probabilities p (oracles) and q
 (unlearned), with q floored at 1e-5 where p > 0 and both renormalised to sum to 1, give

@@ -36,7 +36,15 @@ from unlearning.registry import module_class, resolve_class
 from unlearning.scoring.code import code_digests, code_identity
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose
 
-__all__ = ["load_stage_config", "stage_recipe", "train_cached_model"]
+__all__ = [
+    "checkpoint_identity",
+    "complete_evaluation",
+    "load_stage_config",
+    "needs_completion",
+    "score_datamodule",
+    "stage_recipe",
+    "train_cached_model",
+]
 
 #: trainer settings that do not change the trained model (logging, progress, validation, placement)
 _TRAINER_COSMETIC = {

@@ -28,6 +28,7 @@ import numpy as np
 import unlearning
 
 from unlearning.metrics.forgetting import (
+    EPSILON_CAP,
     final_score,
     forgetting_points,
     per_example_epsilon,
@@ -396,7 +397,7 @@ def _score(oracle_runs: list[CachedRun], method_runs: list[CachedRun], n: int, c
 def _eps_summary(eps: np.ndarray, n: int) -> dict[str, float]:
     limit = math.ceil(math.log(n - 1))  # epsilon from here on earns 0 points
     return {"mean": float(eps.mean()), "median": float(np.median(eps)), "max": float(eps.max()),
-            "share_zero_points": float((eps >= limit).mean()), "share_at_cap": float((eps >= 50.0).mean())}
+            "share_zero_points": float((eps >= limit).mean()), "share_at_cap": float((eps >= EPSILON_CAP).mean())}
 
 
 def json_ready(obj: Any) -> Any:

@@ -41,7 +41,7 @@ original (val, when distilling), and one backward; the discriminator's cost is n
 make a step cheaper. Lightning counts the steps of both optimisers, so ``max_steps`` is twice the
 number of batches: bound a run by ``max_epochs`` and ``limit_train_batches`` instead.
 
-Run-to-run randomness (what the competition's metric needs, see DESIGN.md section 4): the seeded
+Run-to-run randomness (what the competition's metric needs, see the metrics page, ``docs/metrics.md``): the seeded
 order of the retain, forget and val batches, the discriminator's random initialisation and
 ``disc_dropout``; two runs with different seeds end in different models.
 
