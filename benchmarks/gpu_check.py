@@ -517,7 +517,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     copy_out(args)
     print("\n".join(summary_lines(doc, results, args.tag)), flush=True)
     if summary_path is not None:
-        log(f"wrote {summary_path} and the throughput files in {results}" + (f"; copied into {args.out}" if args.out else ""))
+        log(f"wrote {summary_path} and the throughput files in {results}" + ("; copied into the --out folder" if args.out else ""))
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ main() {
         python3 -u benchmarks/gpu_check.py --root "$SCRATCH/cifar10-jpeg" --results "$RESULTS" --out "$OUT" \
         --work "$SCRATCH/work" --deadline $(( START + BUDGET_S )) ${FLAGS[@]+"${FLAGS[@]}"}
     local rc=$?
-    echo "gpu_check: exit code $rc after $(( $(date +%s) - START )) s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+    echo "gpu_check: exit code $rc after $(( $(date +%s) - START )) s; files in the output folder: $(ls "$OUT" | tr '\n' ' ')"
     return $rc
 }
 

@@ -7,8 +7,8 @@ of the paths, one per line, zlib-compressed). JPEGs do not compress further, and
 60,000 small files would add 7-30 MB of headers; this adds under 1 MB.
 
     python benchmarks/gpu_data.py pack ../shared/data/cifar10-jpeg .gpu/cifar10-jpeg.npz
-    python benchmarks/gpu_data.py unpack .gpu/cifar10-jpeg.npz /tmp/cifar10-jpeg
-    python benchmarks/gpu_data.py compare ../shared/data/cifar10-jpeg /tmp/cifar10-jpeg
+    python benchmarks/gpu_data.py unpack .gpu/cifar10-jpeg.npz OUT_DIR
+    python benchmarks/gpu_data.py compare ../shared/data/cifar10-jpeg OUT_DIR
 """
 
 from __future__ import annotations
