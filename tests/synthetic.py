@@ -16,7 +16,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from unlearning.modules.base import META_KEY
+from unlearning.modules.checkpoint import META_KEY
+from unlearning.runfolder import safe_load
 
 from unlearning.data import SyntheticImageDataModule, UnlearningDataModule
 from unlearning.data.sources import ImageArrays
@@ -97,15 +98,21 @@ def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_k
     return path
 
 
-def train_hypernet_stage(original: Path, out: Path) -> Path:
-    """The hypernetwork stage of :data:`HYPERNET_STAGE` for ``original``, saved as ``out / "hypernet.ckpt"``."""
+def fit_hypernet_stage(original: Path, tmp: Path, steps: int, seed: int = 0, **data_kw):
+    """Fit the hypernetwork stage of :data:`HYPERNET_STAGE`'s init args for ``original``
+    (``steps`` optimiser steps, ``data_kw``: overrides of the problem); ``(module, trainer)``."""
     from unlearning.methods import HypernetTrainer
 
-    args, steps = HYPERNET_STAGE
-    L.seed_everything(0)
-    module = HypernetTrainer(original=str(original), **args)
-    t = trainer(out / "hypernet", -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0)
-    t.fit(module, datamodule())
+    L.seed_everything(seed)
+    module = HypernetTrainer(original=str(original), **HYPERNET_STAGE[0])
+    t = trainer(tmp, -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0)
+    t.fit(module, datamodule(**data_kw))
+    return module, t
+
+
+def train_hypernet_stage(original: Path, out: Path) -> Path:
+    """The shipped hypernetwork stage (:data:`HYPERNET_STAGE`) for ``original``, saved as ``out / "hypernet.ckpt"``."""
+    _, t = fit_hypernet_stage(original, out / "hypernet", HYPERNET_STAGE[1])
     path = out / "hypernet.ckpt"
     t.save_checkpoint(path)
     return path
@@ -127,7 +134,7 @@ def write_fixtures(out: Path = FIXTURES) -> dict[str, Path]:
     written = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in train_reference_models(Path(tmp)).items():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = safe_load(path)
             written[name] = out / f"{name}.ckpt"
             torch.save({k: ckpt[k] for k in KEPT_ENTRIES if k in ckpt}, written[name])
     return written

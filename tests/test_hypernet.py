@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.synthetic import HYPERNET_STAGE, NUM_FORGET, datamodule, trainer
+from tests.synthetic import HYPERNET_STAGE, NUM_FORGET, datamodule, fit_hypernet_stage, trainer
 from unlearning.methods import HypernetTrainer, HypernetUnlearn
 from unlearning.methods.hypernet import PatchedTail, RequestHypernet
 from unlearning.metrics import logit_scaled_confidence
@@ -22,10 +22,7 @@ STAGE = HYPERNET_STAGE[0]
 
 
 def _train_stage(original: Path, tmp: Path, steps: int = 100, seed: int = 0, **data) -> HypernetTrainer:
-    L.seed_everything(seed)
-    module = HypernetTrainer(original=str(original), **STAGE)
-    trainer(tmp, -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule(**data))
-    return module
+    return fit_hypernet_stage(original, tmp, steps, seed, **data)[0]
 
 
 @pytest.fixture(scope="module")
