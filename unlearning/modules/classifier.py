@@ -12,9 +12,9 @@ from torch import nn
 
 from unlearning.modules.base import EvaluatedModule
 from unlearning.modules.checkpoint import cli_net_spec
-from unlearning.nets import KitResNet18, build_net
+from unlearning.nets import KitResNet18, build_net, net_num_classes
 
-__all__ = ["Classifier", "RetrainOracle", "make_optimizer", "norm_bias_groups", "piecewise_factor"]
+__all__ = ["Classifier", "RetrainOracle", "classes_of", "make_optimizer", "norm_bias_groups", "piecewise_factor"]
 
 
 def make_optimizer(
@@ -91,6 +91,22 @@ def callback_spec(cb: Callback) -> dict[str, Any]:
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(cb, "init_args", {}) or {})}
 
 
+def classes_of(net: nn.Module | None, num_classes: int | None) -> int:
+    """The number of classes of a classifier: ``num_classes`` if given, else what the network
+    records (:func:`~unlearning.nets.net_num_classes`), else 10 (the default network's).
+
+    Raises:
+        ValueError: if both are known and differ, naming both.
+    """
+    recorded = net_num_classes(net) if net is not None else None
+    if num_classes is not None and recorded is not None and recorded != num_classes:
+        raise ValueError(f"num_classes is {num_classes} but the network {type(net).__name__} outputs {recorded} "
+                         "classes: give the same number to both (or leave the model's num_classes out)")
+    if num_classes is not None:
+        return int(num_classes)
+    return recorded if recorded is not None else 10
+
+
 class Classifier(EvaluatedModule):
     """Trains the original model on retain + forget (the ``train`` stream).
 
@@ -100,9 +116,12 @@ class Classifier(EvaluatedModule):
 
     Args:
         net: the network (any ``nn.Module`` with an ``init_args`` dict, e.g. the project's
-            ``SmallCNN``, ``CifarResNet``, ``KitResNet18``, ``FastCifarNet``, ``MLP``); default the
-            starting kit's ResNet-18.
-        num_classes: number of classes (must match the network's output).
+            ``SmallCNN``, ``CifarResNet``, ``KitResNet18``, ``FastCifarNet``, ``MLP``, or another
+            library's model by name: ``TorchvisionNet``, ``TimmNet``); default the starting
+            kit's ResNet-18.
+        num_classes: number of classes; ``None``: the network's recorded ``num_classes``
+            (10 for the default network, or a network that records none). Must match the
+            network's when both are known.
         lr: learning rate.
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
@@ -123,7 +142,7 @@ class Classifier(EvaluatedModule):
             the score's cache key, unlike the trainer's callbacks.
 
     Raises:
-        ValueError: on ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
+        ValueError: on a ``num_classes`` other than the network's, ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
             ``piecewise`` scheduler (or bad points with it), or ``norm_bias_lr_scale <= 0``.
     """
 
@@ -132,7 +151,7 @@ class Classifier(EvaluatedModule):
     def __init__(
         self,
         net: nn.Module | None = None,
-        num_classes: int = 10,
+        num_classes: int | None = None,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
@@ -146,6 +165,9 @@ class Classifier(EvaluatedModule):
         norm_bias_lr_scale: float = 1.0,
         train_callbacks: list[Callback] | None = None,
     ) -> None:
+        if isinstance(net, dict):  # a spec, as stored in the hparams of a checkpoint being reloaded
+            net = build_net(net)
+        num_classes = classes_of(net, num_classes)
         super().__init__(num_classes=num_classes, log_distributions=log_distributions, mia_seed=mia_seed)
         self.num_classes_source = "the model (--model.init_args.num_classes)"
         if lr <= 0:
@@ -159,10 +181,9 @@ class Classifier(EvaluatedModule):
         if norm_bias_lr_scale <= 0:
             raise ValueError(f"norm_bias_lr_scale must be > 0, got {norm_bias_lr_scale}")
         self.save_hyperparameters(ignore=["net", "train_callbacks"])
+        self.hparams["num_classes"] = num_classes
         if net is None:
             net = KitResNet18(num_classes=num_classes)
-        elif isinstance(net, dict):  # a spec, as stored in the hparams of a checkpoint being reloaded
-            net = build_net(net)
         self.set_net(net, cli_net_spec(net))
         self.hparams["net"] = self.net_spec
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay

@@ -8,13 +8,13 @@ beside it. Every network therefore has a *spec*: a plain dict ``{"class_path": .
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from unlearning.registry import SHORT_NAMES, find_object
 
-__all__ = ["Net", "build_net", "net_spec"]
+__all__ = ["Net", "build_net", "net_num_classes", "net_spec", "weights_module"]
 
 
 class Net(nn.Module):
@@ -25,6 +25,10 @@ class Net(nn.Module):
     """
 
     init_args: dict[str, Any]
+    #: the attribute holding another library's model that this net wraps (e.g. ``"model"`` for a
+    #: torchvision model), whose ``state_dict`` a weights file saved from the plain library model
+    #: matches; ``None``: the net's own ``state_dict`` (see :func:`weights_module`)
+    wrapped: ClassVar[str | None] = None
 
     def _record(self, **kwargs: Any) -> None:
         self.init_args = dict(kwargs)
@@ -79,3 +83,32 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"network class {class_path!r} is not an nn.Module subclass")
     return cls(**dict(spec.get("init_args") or {}))
+
+
+def net_num_classes(net: nn.Module) -> int | None:
+    """The number of classes a network says it outputs: its recorded ``num_classes`` init argument.
+
+    Args:
+        net: any network; the project's nets (and :class:`~unlearning.nets.TorchvisionNet`,
+            :class:`~unlearning.nets.TimmNet`) record it.
+
+    Returns:
+        The number, or ``None`` when the network does not record one (guessing it from the last
+        ``nn.Linear`` would be wrong for a convolutional head).
+    """
+    value = (getattr(net, "init_args", None) or {}).get("num_classes")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def weights_module(net: nn.Module) -> nn.Module:
+    """The module whose ``state_dict`` a weights file of ``net``'s architecture holds: the wrapped
+    library model of a net that wraps one (:attr:`Net.wrapped`), else the net itself.
+
+    Args:
+        net: the network.
+
+    Returns:
+        ``net`` or its wrapped model.
+    """
+    name = getattr(type(net), "wrapped", None)
+    return getattr(net, name) if isinstance(name, str) else net

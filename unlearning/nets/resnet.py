@@ -21,6 +21,8 @@ class KitResNet18(Net):
         num_classes: number of output classes.
     """
 
+    wrapped = "model"
+
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self._record(num_classes=num_classes)
