@@ -1,7 +1,19 @@
-"""Data modules: splits, CIFAR-10 sources, synthetic images and the two-circles toy."""
+"""Data modules: splits, image datasets (CIFAR-10, CIFAR-100, SVHN, Tiny-ImageNet, image folders),
+synthetic images and the two-circles toy."""
 
 from unlearning.data.base import UnlearningDataModule
-from unlearning.data.images import CIFAR10DataModule, ImageDataModule, SyntheticImageDataModule
+from unlearning.data.datasets import (
+    CIFAR100DataModule,
+    ImageFolderDataModule,
+    SVHNDataModule,
+    TinyImageNetDataModule,
+)
+from unlearning.data.images import (
+    CIFAR10DataModule,
+    ImageDataModule,
+    LocalImageDataModule,
+    SyntheticImageDataModule,
+)
 from unlearning.data.loaders import TensorLoader
 from unlearning.data.splits import STREAMS, Split, make_split
 from unlearning.data.two_circles import TwoCircles
@@ -9,10 +21,15 @@ from unlearning.data.two_circles import TwoCircles
 __all__ = [
     "STREAMS",
     "CIFAR10DataModule",
+    "CIFAR100DataModule",
     "ImageDataModule",
+    "ImageFolderDataModule",
+    "LocalImageDataModule",
+    "SVHNDataModule",
     "Split",
     "SyntheticImageDataModule",
     "TensorLoader",
+    "TinyImageNetDataModule",
     "TwoCircles",
     "UnlearningDataModule",
     "make_split",

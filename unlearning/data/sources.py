@@ -1,7 +1,10 @@
-"""Where images come from: CIFAR-10 (torchvision batches or an image folder) and synthetic data.
+"""Where images come from: CIFAR-10, CIFAR-100, SVHN, Tiny-ImageNet, any image folder, and
+synthetic data.
 
 Every source is decoded once into uint8 tensors (``N x C x H x W``) and cached on disk, keyed by
-the source, so that later runs load it in about a second.
+the source's files (path, size, modification time) and the loading options, so that later runs
+load it in about a second; the arrays of the last two sources loaded are also kept in memory for
+the life of the process (treat them as read-only).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import os
 import pickle
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +21,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearning.data.sizing import as_size, fit_size
 from unlearning.utils import atomic_path
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "SVHN_CLASSES",
     "ImageArrays",
     "default_cache_dir",
     "load_cifar10",
+    "load_cifar100",
+    "load_image_folder",
+    "load_svhn",
+    "load_tiny_imagenet",
     "make_synthetic_images",
 ]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: SVHN's classes: the digits, label ``d`` for digit ``d`` (the files' label 10 is digit 0)
+SVHN_CLASSES = tuple(str(d) for d in range(10))
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+_SUFFIXES = ", ".join(sorted(_IMAGE_SUFFIXES))
 
 
 @dataclass
@@ -74,6 +87,72 @@ def _from_arrays(a: ImageArrays) -> dict:
     }
 
 
+# ---- caches ------------------------------------------------------------------------------------
+
+_LOADED: dict[tuple, ImageArrays] = {}
+
+
+def _remembered(key: tuple, load: Callable[[], ImageArrays]) -> ImageArrays:
+    """The arrays of ``key`` from memory, else ``load()``; the last two sources stay in memory."""
+    arrays = _LOADED.get(key)
+    if arrays is None:
+        arrays = load()
+        _LOADED[key] = arrays
+        while len(_LOADED) > 2:
+            _LOADED.pop(next(iter(_LOADED)))
+    return arrays
+
+
+def _cached(cache_dir: Path, prefix: str, root: Path, files: Iterable[Path], options: str,
+            build: Callable[[], ImageArrays]) -> ImageArrays:
+    """The decoded arrays of ``files`` from ``<cache_dir>/<prefix>-<key>.pt``, else ``build()``'s,
+    saved there atomically. The key hashes ``root``, every file's path, size and modification time
+    (an edited file, even of the same size, gives a new cache; reading every byte of 60,000 files
+    at each start would cost more), and ``options`` (what else changes the arrays)."""
+    h = hashlib.sha1(str(root.resolve()).encode())
+    if options:
+        h.update(f"[{options}]".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    cache = cache_dir / f"{prefix}-{h.hexdigest()[:16]}.pt"
+    if cache.is_file():
+        return _to_arrays(torch.load(cache, weights_only=True))
+    arrays = build()
+    _save_atomic(_from_arrays(arrays), cache)
+    return arrays
+
+
+def _download(name: str, target: Path, fetch: Callable[[], object], layouts: str) -> None:
+    """Download a torchvision dataset into ``target`` with ``fetch()``; one line if that fails."""
+    try:
+        fetch()
+    except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
+        raise FileNotFoundError(
+            f"could not download {name} into {str(target)!r} ({type(err).__name__}: {err}); give a local copy "
+            f"with --data.init_args.root PATH, where PATH is {layouts}"
+        ) from None
+
+
+# ---- image files -------------------------------------------------------------------------------
+
+def _image_files(folder: Path, root: Path, rel: str, pattern: str) -> list[Path]:
+    """The image files of ``folder`` (``rel`` below ``root``), sorted; hidden files are skipped.
+
+    Raises:
+        ValueError: if the folder holds a file that is not an image (by its suffix) or no image.
+    """
+    found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    other = [p for p in found if p.suffix.lower() not in _IMAGE_SUFFIXES]
+    if other:
+        raise ValueError(f"image folder {str(root)!r}: {str(other[0])!r} is not an image: expected only "
+                         f"image files ({_SUFFIXES}) in {pattern}")
+    if not found:
+        raise ValueError(f"image folder {str(root)!r}: {rel} holds no image: expected image files "
+                         f"({_SUFFIXES}) in every class folder")
+    return found
+
+
 def _list_split(root: Path, split: str) -> tuple[list[Path], list[str]]:
     """The image files of ``root/split/<class>/`` in class order, and the class names.
 
@@ -86,18 +165,9 @@ def _list_split(root: Path, split: str) -> tuple[list[Path], list[str]]:
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"image folder {str(root)!r}: {split}/ has no class folder: expected {split}/<class>/*.jpg")
-    suffixes = ", ".join(sorted(_IMAGE_SUFFIXES))
     files = []
     for c in classes:
-        found = sorted(p for p in (split_dir / c).iterdir() if p.is_file() and not p.name.startswith("."))
-        other = [p for p in found if p.suffix.lower() not in _IMAGE_SUFFIXES]
-        if other:
-            raise ValueError(f"image folder {str(root)!r}: {str(other[0])!r} is not an image: expected only "
-                             f"image files ({suffixes}) in {split}/<class>/")
-        if not found:
-            raise ValueError(f"image folder {str(root)!r}: {split}/{c}/ holds no image: expected image files "
-                             f"({suffixes}) in every class folder")
-        files += found
+        files += _image_files(split_dir / c, root, f"{split}/{c}/", f"{split}/<class>/")
     return files, classes
 
 
@@ -116,10 +186,93 @@ def _decode(path: Path) -> np.ndarray:
         text = str(err).splitlines()[0] if str(err) else ""
         reason = type(err).__name__ if not text or str(path) in text else text
         raise ValueError(f"image {str(path)!r} cannot be decoded ({reason}): expected a readable image file "
-                         f"({', '.join(sorted(_IMAGE_SUFFIXES))})") from None
+                         f"({_SUFFIXES})") from None
 
 
-def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
+def _decode_all(files: Sequence[Path], root: Path, size: tuple[int, int] | None, resize_mode: str,
+                resize_hint: bool) -> torch.Tensor:
+    """The images of ``files`` as one uint8 ``N x 3 x H x W`` tensor, each brought to ``size``
+    (see :func:`~unlearning.data.sizing.fit_size`) when one is given.
+
+    Raises:
+        ValueError: if a file cannot be decoded, or (without ``size``) the images differ in size:
+            the first image of another size than most is named, and with ``resize_hint`` an image
+            of the common size too, and the ``image_size`` option.
+    """
+
+    def load(path: Path) -> torch.Tensor:
+        im = torch.from_numpy(_decode(path)).permute(2, 0, 1)
+        return im if size is None else fit_size(im[None], size, resize_mode)[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        images = list(pool.map(load, files, chunksize=256))
+    shapes = Counter(tuple(im.shape[1:]) for im in images)
+    if len(shapes) > 1:  # the most common size is the dataset's; name the first image of another
+        (h, w), count = shapes.most_common(1)[0]
+        bad = next(i for i, im in enumerate(images) if tuple(im.shape[1:]) != (h, w))
+        line = (f"image {str(files[bad])!r} is {images[bad].shape[2]}x{images[bad].shape[1]} pixels: "
+                f"expected {w}x{h}, the size of the other {count} images of {str(root)!r}")
+        if resize_hint:
+            good = next(i for i, im in enumerate(images) if tuple(im.shape[1:]) == (h, w))
+            line += (f" (e.g. {str(files[good])!r}), or image_size set (--data.init_args.image_size) to bring "
+                     "every image to one size")
+        raise ValueError(line)
+    return torch.stack(images) if images else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+
+
+# ---- image folders -----------------------------------------------------------------------------
+
+def load_image_folder(
+    root: str | Path,
+    cache_dir: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    image_size: int | Sequence[int] | None = None,
+    resize_mode: str = "resize",
+    resize_hint: bool = True,
+) -> ImageArrays:
+    """Load an image folder: ``train/<class>/*`` (the training set) and ``test/<class>/*`` (the
+    held-out set), with the same class folders in both.
+
+    Files are taken in sorted order, class by class; a file's label is its class folder's index in
+    ``classes``. Any format PIL reads (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``, ``.webp``) and any
+    mode (converted to RGB).
+
+    Args:
+        root: the folder holding ``train/`` and ``test/``.
+        cache_dir: where the decoded tensors are kept; see :func:`default_cache_dir`.
+        classes: the label order: the class folders' names (the sorted names if ``None``, as
+            ``torchvision.datasets.ImageFolder`` orders them).
+        image_size: bring every image to this size (``int`` or ``[height, width]``) when decoding;
+            ``None`` keeps their size, which must then be the same for all.
+        resize_mode: ``resize`` or ``pad`` (see :func:`~unlearning.data.sizing.fit_size`).
+        resize_hint: name ``image_size`` in the error about images of different sizes (off for a
+            dataset whose size is fixed, such as CIFAR-10).
+
+    Returns:
+        The images as uint8 tensors.
+
+    Raises:
+        FileNotFoundError: if ``root``, ``train/`` or ``test/`` is not a folder.
+        ValueError: for an empty class folder, a file that is no image or cannot be decoded,
+            classes that differ between ``train/`` and ``test/`` or from ``classes``, and images
+            of different sizes without ``image_size``: one line naming the folder or file.
+    """
+    root = Path(root)
+    size = as_size(image_size, resize_mode)
+    layout = "a folder holding train/<class>/* and test/<class>/* (image files)"
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist: expected {layout}")
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise FileNotFoundError(f"image folder {str(root)!r} has no {split}/ folder: expected {layout}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = ("imagefolder", str(root.resolve()), str(cache_dir.resolve()),
+           tuple(classes) if classes is not None else None, size, resize_mode)
+    return _remembered(key, lambda: _load_image_folder(root, cache_dir, classes, size, resize_mode, resize_hint))
+
+
+def _load_image_folder(root: Path, cache_dir: Path, classes: Sequence[str] | None, size: tuple[int, int] | None,
+                       resize_mode: str, resize_hint: bool) -> ImageArrays:
     train_files, train_classes = _list_split(root, "train")
     test_files, test_classes = _list_split(root, "test")
     if train_classes != test_classes:
@@ -127,63 +280,92 @@ def _load_image_folder(root: Path, cache_dir: Path) -> ImageArrays:
                 (("train", train_classes, test_classes), ("test", test_classes, train_classes)) if set(x) - set(y)]
         raise ValueError(f"image folder {str(root)!r}: train/ and test/ hold different classes ({'; '.join(only)} "
                          "that the other lacks): expected the same class folders in both")
-    # CIFAR-10's label order is not alphabetical: keep it when the folder holds exactly its classes.
-    classes = list(CIFAR10_CLASSES) if set(train_classes) == set(CIFAR10_CLASSES) else train_classes
-    # keyed by every file's path, size and modification time: an edited file, even of the same
-    # size, gives a new cache (reading every byte of 60,000 files at each start would cost more)
-    h = hashlib.sha1(str(root.resolve()).encode())
-    for f in train_files + test_files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    cache = cache_dir / f"imagefolder-{h.hexdigest()[:16]}.pt"
-    if cache.is_file():
-        return _to_arrays(torch.load(cache, weights_only=True))
-
+    if classes is None:
+        classes = train_classes
+    elif sorted(classes) != train_classes:
+        raise ValueError(f"image folder {str(root)!r} holds the classes {train_classes}: expected the folders "
+                         f"{sorted(classes)}")
+    order = list(classes)
     files = train_files + test_files
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        images = list(pool.map(_decode, files, chunksize=256))
-    shapes = Counter(im.shape for im in images)
-    if len(shapes) > 1:  # the most common size is the dataset's; name the first image of another
-        (h, w, _), count = shapes.most_common(1)[0]
-        bad = next(i for i, im in enumerate(images) if im.shape[:2] != (h, w))
-        raise ValueError(f"image {str(files[bad])!r} is {images[bad].shape[1]}x{images[bad].shape[0]} pixels: "
-                         f"expected {w}x{h}, the size of the other {count} images of {str(root)!r}")
+    options = f"classes={','.join(order)};size={size};mode={resize_mode if size else ''}"
 
-    def stack(part: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.stack(images[part])).permute(0, 3, 1, 2).contiguous()
-        y = torch.tensor([classes.index(f.parent.name) for f in files[part]], dtype=torch.long)
-        return x, y
+    def build() -> ImageArrays:
+        x = _decode_all(files, root, size, resize_mode, resize_hint)
+        y = torch.tensor([order.index(f.parent.name) for f in files], dtype=torch.long)
+        n = len(train_files)
+        return ImageArrays(x[:n], y[:n], x[n:], y[n:], tuple(order))
 
-    train_x, train_y = stack(slice(0, len(train_files)))
-    test_x, test_y = stack(slice(len(train_files), None))
-    arrays = ImageArrays(train_x, train_y, test_x, test_y, tuple(classes))
-    _save_atomic(_from_arrays(arrays), cache)
-    return arrays
+    return _cached(cache_dir, "imagefolder", root, files, options, build)
+
+
+# ---- torchvision's pickles (CIFAR-10, CIFAR-100) -------------------------------------------------
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Reads a pickle of plain data and numpy arrays only (what the CIFAR pickles hold): any other
+    global, which could run code, is refused."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it holds code ({module}.{name})")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy 2 moved numpy 1's numpy.core
+            module = "numpy._core." + module.removeprefix("numpy.core.")
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path, expected: str, keys: Sequence[str]) -> dict:
+    """The dict of one of torchvision's pickles (read as torchvision does, with latin1), checked.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it cannot be unpickled (truncated, not a pickle, holding code), is no dict,
+            or lacks one of ``keys``: one line naming it and ``expected``.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist: expected {expected}")
+    try:
+        with open(path, "rb") as fh:
+            entry = _ArrayUnpickler(fh, encoding="latin1").load()
+    except Exception as err:  # noqa: BLE001 - EOFError, UnpicklingError, ValueError ... for a bad file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{str(path)!r} cannot be read ({reason}): expected {expected}") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(entry).__name__}: expected {expected}")
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise ValueError(f"{str(path)!r} has no {missing[0]!r} entry: expected {expected}")
+    return entry
+
+
+def _pickled_images(path: Path, entry: dict, expected: str, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``N x 3 x 32 x 32`` images and labels of a CIFAR pickle's ``data`` and ``label_key``."""
+    data = np.asarray(entry["data"])
+    labels = np.asarray(entry[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
+        raise ValueError(f"{str(path)!r} holds data of shape {list(data.shape)} ({data.dtype}) and "
+                         f"{list(labels.shape)} labels: expected {expected}")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def _load_batches(batch_dir: Path, cache_dir: Path) -> ImageArrays:
-    h = hashlib.sha1(str(batch_dir.resolve()).encode())
-    for f in sorted(batch_dir.iterdir()):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    cache = cache_dir / f"cifar10-batches-{h.hexdigest()[:16]}.pt"
-    if cache.is_file():
-        return _to_arrays(torch.load(cache, weights_only=True))
+    expected = "a batch of torchvision's CIFAR-10 (a pickled dict with 'data', N x 3072 uint8, and 'labels')"
 
     def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = [], []
-        for name in names:
-            with open(batch_dir / name, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")  # torchvision's own format, read the same way
-            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.extend(entry["labels"])
-        return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.long)
+        parts = [_pickled_images(batch_dir / n, _read_pickle(batch_dir / n, expected, ("data", "labels")),
+                                 expected, "labels") for n in names]
+        return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
-    train_x, train_y = read([f"data_batch_{i}" for i in range(1, 6)])
-    test_x, test_y = read(["test_batch"])
-    arrays = ImageArrays(train_x, train_y, test_x, test_y, CIFAR10_CLASSES)
-    _save_atomic(_from_arrays(arrays), cache)
-    return arrays
+    def build() -> ImageArrays:
+        train_x, train_y = read([f"data_batch_{i}" for i in range(1, 6)])
+        test_x, test_y = read(["test_batch"])
+        return ImageArrays(train_x, train_y, test_x, test_y, CIFAR10_CLASSES)
+
+    return _cached(cache_dir, "cifar10-batches", batch_dir, sorted(batch_dir.iterdir()), "", build)
 
 
 _LAYOUTS = (
@@ -200,9 +382,10 @@ def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, d
     read the decoded cache again. Treat the returned tensors as read-only.
 
     Args:
-        root: an image folder (``train/<class>/*``, ``test/<class>/*``), a folder holding
-            torchvision's ``cifar-10-batches-py/`` (or that folder itself), or ``None`` to use
-            torchvision's download into ``<cache_dir>/cifar10``.
+        root: an image folder (``train/<class>/*``, ``test/<class>/*``, read by
+            :func:`load_image_folder`, in CIFAR-10's label order when it holds exactly CIFAR-10's
+            classes), a folder holding torchvision's ``cifar-10-batches-py/`` (or that folder
+            itself), or ``None`` to use torchvision's download into ``<cache_dir>/cifar10``.
         cache_dir: where decoded tensors (and downloads) are kept; see :func:`default_cache_dir`.
         download: allow torchvision to download when ``root`` is ``None``.
 
@@ -213,17 +396,8 @@ def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, d
         FileNotFoundError: if ``root`` holds neither accepted layout, or the download fails.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = (str(Path(root).resolve()) if root is not None else None, str(cache_dir.resolve()))
-    arrays = _LOADED.get(key)
-    if arrays is None:
-        arrays = _load_cifar10(root, cache_dir, download)
-        _LOADED[key] = arrays
-        while len(_LOADED) > 2:
-            _LOADED.pop(next(iter(_LOADED)))
-    return arrays
-
-
-_LOADED: dict[tuple[str | None, str], ImageArrays] = {}
+    key = ("cifar10", str(Path(root).resolve()) if root is not None else None, str(cache_dir.resolve()))
+    return _remembered(key, lambda: _load_cifar10(root, cache_dir, download))
 
 
 def _load_cifar10(root: str | Path | None, cache_dir: Path, download: bool) -> ImageArrays:
@@ -233,26 +407,287 @@ def _load_cifar10(root: str | Path | None, cache_dir: Path, download: bool) -> I
         if not batch_dir.is_dir():
             if not download:
                 raise FileNotFoundError(f"no CIFAR-10 at {str(target)!r} and download=False; point root at {_LAYOUTS}")
-            try:
-                import torchvision
+            import torchvision
 
-                torchvision.datasets.CIFAR10(str(target), train=True, download=True)
-            except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
-                raise FileNotFoundError(
-                    f"could not download CIFAR-10 ({type(err).__name__}: {err}); give a local copy with "
-                    f"--data.init_args.root PATH, where PATH is {_LAYOUTS}"
-                ) from None
+            _download("CIFAR-10", target, lambda: torchvision.datasets.CIFAR10(str(target), train=True, download=True),
+                      _LAYOUTS)
         return _load_batches(batch_dir, cache_dir)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"CIFAR-10 root {str(root)!r} does not exist; expected {_LAYOUTS}")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return _load_image_folder(root, cache_dir)
+        names = {p.name for p in (root / "train").iterdir() if p.is_dir()}
+        # CIFAR-10's label order is not alphabetical: keep it when the folder holds exactly its classes.
+        order = CIFAR10_CLASSES if names == set(CIFAR10_CLASSES) else None
+        return _load_image_folder(root, cache_dir, order, None, "resize", resize_hint=False)
     for batch_dir in (root / "cifar-10-batches-py", root):
         if (batch_dir / "data_batch_1").is_file() and (batch_dir / "test_batch").is_file():
             return _load_batches(batch_dir, cache_dir)
     raise FileNotFoundError(f"CIFAR-10 root {str(root)!r} holds no known layout; expected {_LAYOUTS}")
 
+
+_CIFAR100_LAYOUT = "torchvision's CIFAR-100 (a folder holding cifar-100-python/ with train, test and meta)"
+_CIFAR100_LABELS = {"fine": ("fine_labels", "fine_label_names"), "coarse": ("coarse_labels", "coarse_label_names")}
+
+
+def load_cifar100(root: str | Path | None, cache_dir: str | Path | None = None, label_kind: str = "fine",
+                  download: bool = True) -> ImageArrays:
+    """Load CIFAR-100 (torchvision's ``cifar-100-python`` layout: the ``train``, ``test`` and
+    ``meta`` pickles), or download it with torchvision.
+
+    Args:
+        root: a folder holding ``cifar-100-python/`` (or that folder itself), or ``None`` to use
+            torchvision's download into ``<cache_dir>/cifar100``.
+        cache_dir: where decoded tensors (and downloads) are kept; see :func:`default_cache_dir`.
+        label_kind: ``fine`` (100 classes) or ``coarse`` (the 20 superclasses); the class names
+            come from ``meta``.
+        download: allow torchvision to download when ``root`` is ``None``.
+
+    Returns:
+        The images as uint8 tensors, in the files' order.
+
+    Raises:
+        FileNotFoundError: if ``root`` or one of the files does not exist, or the download fails.
+        ValueError: for an unknown ``label_kind`` or a file that is not one of torchvision's
+            CIFAR-100 pickles (truncated, other keys, other shapes).
+    """
+    if label_kind not in _CIFAR100_LABELS:
+        raise ValueError(f"label_kind {label_kind!r} is unknown: expected one of {list(_CIFAR100_LABELS)}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if root is None:
+        target = cache_dir / "cifar100"
+        folder = target / "cifar-100-python"
+        if not folder.is_dir():
+            if not download:
+                raise FileNotFoundError(f"no CIFAR-100 at {str(target)!r} and download=False; point root at "
+                                        f"{_CIFAR100_LAYOUT}")
+            import torchvision
+
+            _download("CIFAR-100", target,
+                      lambda: torchvision.datasets.CIFAR100(str(target), train=True, download=True), _CIFAR100_LAYOUT)
+    else:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"CIFAR-100 root {str(root)!r} does not exist: expected {_CIFAR100_LAYOUT}")
+        folder = root / "cifar-100-python" if (root / "cifar-100-python").is_dir() else root
+    key = ("cifar100", str(folder.resolve()), str(cache_dir.resolve()), label_kind)
+    return _remembered(key, lambda: _load_cifar100(folder, cache_dir, label_kind))
+
+
+def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArrays:
+    label_key, names_key = _CIFAR100_LABELS[label_kind]
+    names = ("train", "test", "meta")
+    if not any((folder / n).is_file() for n in names):
+        raise FileNotFoundError(f"CIFAR-100 root {str(folder)!r} holds no train, test or meta file: expected "
+                                f"{_CIFAR100_LAYOUT}")
+    expected = (f"torchvision's CIFAR-100 {{}} pickle (a dict with 'data', N x 3072 uint8, 'fine_labels' and "
+                f"'coarse_labels')")
+
+    def build() -> ImageArrays:
+        meta_expected = "torchvision's CIFAR-100 meta pickle (a dict with 'fine_label_names' and 'coarse_label_names')"
+        classes = tuple(str(c) for c in _read_pickle(folder / "meta", meta_expected, (names_key,))[names_key])
+        parts = []
+        for split in ("train", "test"):
+            what = expected.format(split)
+            x, y = _pickled_images(folder / split, _read_pickle(folder / split, what, ("data", label_key)), what,
+                                   label_key)
+            if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < len(classes):
+                raise ValueError(f"{str(folder / split)!r} has {label_kind} labels in [{int(y.min())}, {int(y.max())}]: "
+                                 f"expected labels in [0, {len(classes) - 1}] (the {len(classes)} {names_key} of meta)")
+            parts += [x, y]
+        return ImageArrays(*parts, classes)
+
+    for n in names:
+        if not (folder / n).is_file():
+            raise FileNotFoundError(f"{str(folder / n)!r} does not exist: expected {_CIFAR100_LAYOUT}")
+    return _cached(cache_dir, f"cifar100-{label_kind}", folder, [folder / n for n in names], "", build)
+
+
+# ---- SVHN ----------------------------------------------------------------------------------------
+
+_SVHN_LAYOUT = "torchvision's SVHN (a folder holding train_32x32.mat and test_32x32.mat)"
+
+
+def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> ImageArrays:
+    """Load SVHN's cropped digits (torchvision's ``train_32x32.mat`` and ``test_32x32.mat``), or
+    download them with torchvision. Label 10 of the files is digit 0, as torchvision maps it.
+
+    Args:
+        root: the folder holding the ``.mat`` files, or ``None`` to use torchvision's download
+            into ``<cache_dir>/svhn``.
+        cache_dir: where decoded tensors (and downloads) are kept; see :func:`default_cache_dir`.
+        download: allow torchvision to download when ``root`` is ``None``.
+
+    Returns:
+        The images as uint8 tensors, in the files' order; classes ``"0"`` to ``"9"``.
+
+    Raises:
+        FileNotFoundError: if ``root`` or one of the files does not exist, or the download fails.
+        ValueError: for a file that is no readable ``.mat`` file of SVHN's keys and shapes.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if root is None:
+        folder = cache_dir / "svhn"
+        if not all((folder / f"{s}_32x32.mat").is_file() for s in ("train", "test")):
+            if not download:
+                raise FileNotFoundError(f"no SVHN at {str(folder)!r} and download=False; point root at {_SVHN_LAYOUT}")
+            import torchvision
+
+            def fetch() -> None:
+                for split in ("train", "test"):
+                    torchvision.datasets.SVHN(str(folder), split=split, download=True)
+
+            _download("SVHN", folder, fetch, _SVHN_LAYOUT)
+    else:
+        folder = Path(root)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"SVHN root {str(folder)!r} does not exist: expected {_SVHN_LAYOUT}")
+    key = ("svhn", str(folder.resolve()), str(cache_dir.resolve()))
+    return _remembered(key, lambda: _load_svhn(folder, cache_dir))
+
+
+def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    import scipy.io
+
+    expected = "SVHN's .mat file (X: 32 x 32 x 3 x N uint8, y: N x 1 labels 1-10)"
+    try:
+        mat = scipy.io.loadmat(str(path), variable_names=["X", "y"])
+    except Exception as err:  # noqa: BLE001 - scipy raises ValueError, OSError, TypeError ... for a bad file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{str(path)!r} cannot be read ({reason}): expected {expected}") from None
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{str(path)!r} has no {'X' if 'X' not in mat else 'y'!r} variable: expected {expected}")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or y.shape != (x.shape[3],):
+        raise ValueError(f"{str(path)!r} holds X of shape {list(x.shape)} ({x.dtype}) and {y.size} labels: "
+                         f"expected {expected}")
+    if y.size and not (1 <= y.min() and y.max() <= 10):
+        raise ValueError(f"{str(path)!r} has labels in [{int(y.min())}, {int(y.max())}]: expected {expected}")
+    # as torchvision reads them: H x W x C x N -> N x C x H x W, and label 10 -> digit 0
+    images = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1))))
+    return images, torch.from_numpy((y % 10).astype(np.int64))
+
+
+def _load_svhn(folder: Path, cache_dir: Path) -> ImageArrays:
+    files = [folder / f"{s}_32x32.mat" for s in ("train", "test")]
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{str(f)!r} does not exist: expected {_SVHN_LAYOUT}")
+
+    def build() -> ImageArrays:
+        train_x, train_y = _read_svhn(files[0])
+        test_x, test_y = _read_svhn(files[1])
+        return ImageArrays(train_x, train_y, test_x, test_y, SVHN_CLASSES)
+
+    return _cached(cache_dir, "svhn", folder, files, "", build)
+
+
+# ---- Tiny-ImageNet -------------------------------------------------------------------------------
+
+_TINY_LAYOUT = ("the tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
+                "val/val_annotations.txt) or a folder holding it")
+
+
+def load_tiny_imagenet(root: str | Path, cache_dir: str | Path | None = None, class_names: str = "words") -> ImageArrays:
+    """Load Tiny-ImageNet (the standard ``tiny-imagenet-200`` layout); its labelled ``val`` split is
+    the held-out set (the unlabelled ``test`` split is not read).
+
+    Labels follow the sorted wnids (as ``torchvision.datasets.ImageFolder`` on ``train/`` gives
+    them). Training images are taken class by class in sorted file order, held-out images in the
+    order of ``val/val_annotations.txt``.
+
+    Args:
+        root: the ``tiny-imagenet-200`` folder or a folder holding it.
+        cache_dir: where decoded tensors are kept; see :func:`default_cache_dir`.
+        class_names: ``words``: each class is named by the first name ``words.txt`` gives its
+            wnid (followed by the wnid where two classes would share a name; the wnid itself if
+            ``words.txt`` is absent or lacks it); ``wnids``: by its wnid.
+
+    Returns:
+        The images as uint8 tensors (64 x 64 pixels in the standard copy).
+
+    Raises:
+        FileNotFoundError: if ``root``, ``wnids.txt``, a class folder, ``val/val_annotations.txt``
+            or an image it names does not exist.
+        ValueError: for an empty class folder, a file that is no image or cannot be decoded, an
+            annotation line of another form or of an unknown wnid, or images of different sizes.
+    """
+    if class_names not in ("words", "wnids"):
+        raise ValueError(f"class_names {class_names!r} is unknown: expected 'words' or 'wnids'")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Tiny-ImageNet root {str(root)!r} does not exist: expected {_TINY_LAYOUT}")
+    if not (root / "wnids.txt").is_file() and (root / "tiny-imagenet-200").is_dir():
+        root = root / "tiny-imagenet-200"
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = ("tiny-imagenet", str(root.resolve()), str(cache_dir.resolve()), class_names)
+    return _remembered(key, lambda: _load_tiny_imagenet(root, cache_dir, class_names))
+
+
+def _tiny_class_names(root: Path, wnids: list[str], class_names: str) -> tuple[str, ...]:
+    words: dict[str, str] = {}
+    if class_names == "words" and (root / "words.txt").is_file():
+        for line in (root / "words.txt").read_text(encoding="utf-8").splitlines():
+            wnid, _, text = line.partition("\t")
+            words[wnid.strip()] = text.split(",")[0].strip()
+    names = [words.get(w) or w for w in wnids]
+    counts = Counter(names)
+    return tuple(n if counts[n] == 1 or n == w else f"{n} {w}" for n, w in zip(names, wnids))
+
+
+def _load_tiny_imagenet(root: Path, cache_dir: Path, class_names: str) -> ImageArrays:
+    wnids_file = root / "wnids.txt"
+    if not wnids_file.is_file():
+        raise FileNotFoundError(f"{str(wnids_file)!r} does not exist: expected {_TINY_LAYOUT}")
+    wnids = sorted({w.strip() for w in wnids_file.read_text().split() if w.strip()})
+    if not wnids:
+        raise ValueError(f"{str(wnids_file)!r} lists no wnid: expected one wnid (e.g. n01443537) a line")
+    train_files: list[Path] = []
+    train_labels: list[int] = []
+    for label, wnid in enumerate(wnids):
+        folder = root / "train" / wnid / "images"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Tiny-ImageNet class folder {str(folder)!r} does not exist: expected "
+                                    f"train/<wnid>/images/ for every wnid of wnids.txt")
+        found = _image_files(folder, root, f"train/{wnid}/images/", "train/<wnid>/images/")
+        train_files += found
+        train_labels += [label] * len(found)
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise FileNotFoundError(f"{str(annotations)!r} does not exist: expected {_TINY_LAYOUT}")
+    index = {w: i for i, w in enumerate(wnids)}
+    val_files: list[Path] = []
+    val_labels: list[int] = []
+    for number, line in enumerate(annotations.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1].strip() not in index:
+            raise ValueError(f"{str(annotations)!r} line {number} ({line.strip()[:60]!r}): expected "
+                             "'<file>\\t<wnid>\\t...' with a wnid of wnids.txt")
+        path = root / "val" / "images" / fields[0].strip()
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} (line {number} of {str(annotations)!r}) does not exist: "
+                                    "expected the image files of val_annotations.txt in val/images/")
+        val_files.append(path)
+        val_labels.append(index[fields[1].strip()])
+    if not val_files:
+        raise ValueError(f"{str(annotations)!r} lists no image: expected one '<file>\\t<wnid>\\t...' line an image")
+    classes = _tiny_class_names(root, wnids, class_names)
+    files = train_files + val_files
+    listed = [wnids_file, annotations]
+    if class_names == "words" and (root / "words.txt").is_file():
+        listed.append(root / "words.txt")
+
+    def build() -> ImageArrays:
+        x = _decode_all(files, root, None, "resize", resize_hint=False)
+        n = len(train_files)
+        return ImageArrays(x[:n], torch.tensor(train_labels), x[n:], torch.tensor(val_labels), classes)
+
+    return _cached(cache_dir, f"tiny-imagenet-{class_names}", root, listed + files, "", build)
+
+
+# ---- synthetic -----------------------------------------------------------------------------------
 
 def make_synthetic_images(
     num_train: int = 512,
