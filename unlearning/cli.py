@@ -46,6 +46,7 @@ SUBCOMMANDS = {
     "score": "one method's forgetting score: N runs against 2N retrained oracles",
     "leaderboard": "many methods scored side by side on one setting",
     "tune": "a method's hyperparameters searched with Optuna against its score",
+    "import": "a model trained elsewhere (network spec + state_dict) as an original checkpoint",
 }
 
 #: the project's subcommands beside LightningCLI's: name -> "module:function(argv)"
@@ -53,6 +54,7 @@ OWN_SUBCOMMANDS = {
     "score": "unlearning.scoring.cli:main",
     "leaderboard": "unlearning.scoring.cli:leaderboard_main",
     "tune": "unlearning.scoring.tune:main",
+    "import": "unlearning.importing:main",
 }
 
 
