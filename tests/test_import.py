@@ -1,0 +1,166 @@
+"""``unlearning import``: a state_dict trained elsewhere becomes an original checkpoint that the
+other commands take, after its keys, shapes and classes are checked and it is evaluated."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from tests.conftest import run_cli_here
+from unlearning.data import SyntheticImageDataModule
+from unlearning.importing import chance_hint, main, run_import
+from unlearning.modules.checkpoint import load_net, read_checkpoint
+from unlearning.nets import SmallCNN
+
+DATA_ARGS = dict(num_train=96, num_heldout=48, num_classes=4, image_size=16, signal=0.5, forget_fraction=0.25)
+DATA = {"class_path": "SyntheticImageDataModule", "init_args": DATA_ARGS}
+SMALL = {"class_path": "SmallCNN", "init_args": {"num_classes": 4, "width": 4, "hidden": 16}}
+RESNET = {"class_path": "TorchvisionNet", "init_args": {"name": "resnet18", "num_classes": 4, "cifar_stem": True}}
+
+
+def data_args(data: dict = DATA) -> list[str]:
+    args = ["--data", data["class_path"]]
+    for k, v in data["init_args"].items():
+        args += [f"--data.{k}", str(v)]
+    return args
+
+
+def trained_small_cnn(steps: int = 60) -> nn.Module:
+    """A SmallCNN trained "elsewhere": a plain PyTorch loop on the data module's training images,
+    prepared as its evaluation prepares them."""
+    torch.manual_seed(0)
+    dm = SyntheticImageDataModule(**DATA_ARGS)
+    dm.setup()
+    x, y, idx = dm.stream_source("train")
+    inputs, labels = dm.eval_transform(x[idx]), y[idx]
+    net = SmallCNN(num_classes=4, width=4, hidden=16)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(inputs), labels).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Module]:
+    net = trained_small_cnn()
+    path = tmp_path_factory.mktemp("weights") / "small.pt"
+    torch.save({"epoch": 9, "state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
+    return path, net
+
+
+def accuracy_by_hand(net: nn.Module) -> dict[str, float]:
+    dm = SyntheticImageDataModule(**DATA_ARGS)
+    dm.setup()
+    out = {}
+    for stream in ("train", "retain", "forget", "val", "test"):
+        x, y, idx = dm.stream_source(stream)
+        with torch.no_grad():
+            out[f"{stream}_acc"] = float((net(dm.eval_transform(x[idx])).argmax(1) == y[idx]).float().mean())
+    return out
+
+
+def test_import_evaluates_and_writes_an_original(small_weights: tuple[Path, nn.Module], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    path, net = small_weights
+    out = tmp_path / "original.ckpt"
+    result = main(["--net", "SmallCNN", "--net.num_classes", "4", "--net.width", "4", "--net.hidden", "16",
+                   *data_args(), "--weights", str(path), "--output", str(out), "--strip_prefix", "module."])
+    expected = accuracy_by_hand(net)
+    assert result["accuracy"] == pytest.approx(expected)
+    assert expected["train_acc"] > 0.9 and result["hint"] is None  # trained on these images: no hint
+    printed = capsys.readouterr().out
+    for stream in ("train", "retain", "forget", "val", "test"):
+        assert f"{stream} acc {expected[f'{stream}_acc']:.4f}" in printed
+    rebuilt, meta = load_net(out)  # weights_only reading of the written checkpoint
+    assert meta["module"].endswith(".Classifier") and meta["num_classes"] == 4
+    x = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), net(x))
+    assert read_checkpoint(out)["hyper_parameters"]["net"]["class_path"] == "unlearning.nets.cnn.SmallCNN"
+
+
+def test_imported_torchvision_model_is_an_original_for_a_method(tmp_path: Path) -> None:
+    """A plain torchvision ResNet-18 state_dict (as saved by someone's own code) -> import ->
+    ``unlearning fit`` of a method that starts from it."""
+    plain = torchvision.models.resnet18(num_classes=4)
+    plain.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    plain.maxpool = nn.Identity()
+    weights = tmp_path / "resnet18.pt"
+    torch.save(plain.state_dict(), weights)
+    original = tmp_path / "original.ckpt"
+    run_import(RESNET, DATA, str(weights), str(original), progress=False)
+    net, _ = load_net(original)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net(x), plain.eval()(x))
+    res = run_cli_here(
+        "fit", "--model", "Finetune", "--model.original", str(original), *data_args(),
+        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_checkpointing", "true")
+    assert res.returncode == 0, res.stderr
+    ckpts = list((tmp_path / "run").rglob("*.ckpt"))
+    assert ckpts, "the method wrote no checkpoint"
+    _, meta = load_net(ckpts[0])
+    assert meta["net"]["class_path"].endswith("TorchvisionNet") and meta["module"].endswith("Finetune")
+
+
+def test_near_chance_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    net = SmallCNN(num_classes=4, width=4, hidden=16)
+    last = net.head[-1]
+    nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))  # always class 0: a quarter right
+    weights = tmp_path / "w.pt"
+    torch.save({"model": net.state_dict()}, weights)
+    main(["--net", "SmallCNN", "--net.num_classes", "4", "--net.width", "4", "--net.hidden", "16", *data_args(),
+          "--weights", str(weights), "--output", str(tmp_path / "o.ckpt")])
+    assert "hint: training accuracy 0.2" in capsys.readouterr().out
+    assert chance_hint({"train_acc": 0.32}, 4) is not None and chance_hint({"train_acc": 0.33}, 4) is None
+    assert chance_hint({"train_acc": math.nan}, 4) is None
+
+
+def _err(*args: str) -> str:
+    res = run_cli_here("import", *args)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def test_bad_input_is_one_line(small_weights: tuple[Path, nn.Module], tmp_path: Path) -> None:
+    path, net = small_weights
+    base = ["--net", "SmallCNN", "--net.num_classes", "4", "--net.width", "4", "--net.hidden", "16", *data_args(),
+            "--output", str(tmp_path / "o.ckpt")]
+    assert "weights file 'nope.pt' does not exist" in _err(*base, "--weights", "nope.pt")
+    line = _err(*base, "--weights", str(path))  # the prefix not stripped
+    assert "does not fit the network SmallCNN" in line and "missing features.0.weight" in line
+    assert "unexpected module.features.0.weight" in line and "add --strip_prefix module." in line
+    wider = ["--net", "SmallCNN", "--net.num_classes", "4", "--net.width", "8", "--net.hidden", "16", *data_args(),
+             "--output", str(tmp_path / "o.ckpt"), "--weights", str(path), "--strip_prefix", "module."]
+    assert "mis-shaped features.0.weight (4, 3, 3, 3) (expected (8, 3, 3, 3))" in _err(*wider)
+    assert "has no entry 'ema'" in _err(*base, "--weights", str(path), "--key", "ema")
+    code = tmp_path / "pickled.pt"
+    torch.save({"state_dict": net.state_dict(), "model_object": net}, code)  # a whole module: pickled code
+    assert "holds objects that cannot be loaded safely" in _err(*base, "--weights", str(code))
+    counts = tmp_path / "counts.pt"
+    torch.save({"epoch": 3, "best": {"acc": 0.9}}, counts)
+    assert "holds no state_dict (a dict of tensors)" in _err(*base, "--weights", str(counts))
+    five = SmallCNN(num_classes=5, width=4, hidden=16)
+    w5 = tmp_path / "five.pt"
+    torch.save(five.state_dict(), w5)
+    line = _err("--net", "SmallCNN", "--net.num_classes", "5", "--net.width", "4", "--net.hidden", "16", *data_args(),
+                "--output", str(tmp_path / "o.ckpt"), "--weights", str(w5))
+    assert "has 5 classes: expected the data's 4" in line
+    assert "output must be a .ckpt file" in _err(*base[:-2], "--output", str(tmp_path / "o.pt"), "--weights", str(path))
+    (tmp_path / "o.ckpt").write_text("")
+    assert "exists: choose another path or pass --overwrite true" in _err(*base, "--weights", str(path),
+                                                                          "--strip_prefix", "module.")
+    assert not (tmp_path / "o.pt").exists()
