@@ -17,13 +17,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "unlearning"
 
 #: the layers, bottom first: a module may import from its own top-level part or a lower layer
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"unlearning", "registry", "utils", "tables", "runfolder"}),
+    frozenset({"unlearning"}),  # the root package: its version only
+    frozenset({"registry", "utils", "tables", "runfolder"}),
     frozenset({"nets", "metrics", "data"}),
     frozenset({"callbacks"}),
     frozenset({"modules"}),
     frozenset({"methods"}),
     frozenset({"build"}),
     frozenset({"scoring", "pipeline", "scripts"}),
+    frozenset({"importing", "memorisation"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),
 )

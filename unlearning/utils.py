@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CHATTY_LOGGERS", "atomic_path", "check_writable", "silence_lightning_noise", "verbose", "write_error"]
+__all__ = ["CHATTY_LOGGERS", "atomic_path", "check_writable", "silence_lightning_noise", "verbose", "versions", "write_error"]
 
 
 @contextlib.contextmanager
@@ -80,6 +80,25 @@ def check_writable(path: str | Path, what: str) -> None:
         where = "it is" if existing == path.absolute() else f"{str(existing)!r} is"
         raise PermissionError(f"{what} {str(path)!r} is not writable ({where} read-only for this user): "
                               "expected a folder this user can write to")
+
+
+def versions() -> dict[str, str]:
+    """The versions of the packages a result depends on, as recorded beside it (in checkpoints,
+    cached runs and score files).
+
+    Returns:
+        ``{"unlearning", "torch", "lightning", "torchvision", "numpy"}`` -> version string.
+    """
+    import lightning
+    import numpy
+    import torch
+    import torchvision
+
+    import unlearning
+
+    return {"unlearning": unlearning.__version__, "torch": str(torch.__version__),
+            "lightning": str(lightning.__version__), "torchvision": str(torchvision.__version__),
+            "numpy": numpy.__version__}
 
 
 def verbose() -> bool:

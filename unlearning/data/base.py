@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import CombinedLoader
 
 from unlearning.data.contract import StreamDeclarations
 from unlearning.data.loaders import TensorLoader
-from unlearning.data.splits import STREAMS, Split, load_index_file, make_split
+from unlearning.data.splits import STREAMS, Split, check_forget_fraction, load_index_file, make_split
 from unlearning.data.sources import ImageArrays
 
 __all__ = ["UnlearningDataModule"]
@@ -75,8 +75,8 @@ class UnlearningDataModule(LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
-        if not forget_classes and forget_index_file is None and not 0.0 < forget_fraction < 1.0:
-            raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
+        if not forget_classes and forget_index_file is None:
+            check_forget_fraction(forget_fraction)
         if retain_eval_size is not None and retain_eval_size < 1:
             raise ValueError(f"retain_eval_size must be >= 1 or null, got {retain_eval_size}")
         if eval_streams is not None and (not eval_streams or any(s not in EVAL_STREAMS for s in eval_streams)):

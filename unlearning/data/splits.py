@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["STREAMS", "Split", "load_index_file", "make_split"]
+__all__ = ["STREAMS", "Split", "check_forget_fraction", "check_forget_indices", "load_index_file", "make_split"]
 
 #: Names of the data streams a module can ask for. ``train`` is retain + forget shuffled together
 #: (what the original model trains on).
@@ -81,16 +81,41 @@ def load_index_file(path: str | Path, num_train: int | None = None) -> np.ndarra
         raise ValueError(f"{where} must hold integers, got dtype {arr.dtype}: expected an integer array")
     arr = arr.astype(np.int64).reshape(-1)
     if num_train is not None:
-        out = np.flatnonzero((arr < 0) | (arr >= num_train))
-        if out.size:
-            raise ValueError(f"{where}: index {int(arr[out[0]])} (entry {int(out[0])}) is out of range: expected "
-                             f"indices in [0, {num_train - 1}] (the training set has {num_train} examples)")
-        _, first, counts = np.unique(arr, return_index=True, return_counts=True)
-        if (counts > 1).any():
-            dup = int(np.flatnonzero(arr == arr[first[counts > 1][0]])[1])  # the second listing of it
-            raise ValueError(f"{where}: index {int(arr[dup])} is listed more than once (entry {dup} repeats it): "
-                             "expected every index once")
+        check_forget_indices(arr, num_train, where)
     return arr
+
+
+def check_forget_indices(idx: np.ndarray, num_train: int, where: str = "forget index list") -> None:
+    """Every index in ``[0, num_train)`` and listed once.
+
+    Args:
+        idx: the indices, in the order given.
+        num_train: the size of the source's training set.
+        where: what listed them, for the message (e.g. the file).
+
+    Raises:
+        ValueError: naming ``where``, the first bad index and its entry.
+    """
+    out = np.flatnonzero((idx < 0) | (idx >= num_train))
+    if out.size:
+        raise ValueError(f"{where}: index {int(idx[out[0]])} (entry {int(out[0])}) is out of range: expected "
+                         f"indices in [0, {num_train - 1}] (the training set has {num_train} examples)")
+    _, first, counts = np.unique(idx, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = int(np.flatnonzero(idx == idx[first[counts > 1][0]])[1])  # the second listing of it
+        raise ValueError(f"{where}: index {int(idx[dup])} is listed more than once (entry {dup} repeats it): "
+                         "expected every index once")
+
+
+def check_forget_fraction(forget_fraction: float) -> float:
+    """The share of the training set to forget, checked to lie in (0, 1).
+
+    Raises:
+        ValueError: naming the value.
+    """
+    if not 0.0 < float(forget_fraction) < 1.0:
+        raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
+    return float(forget_fraction)
 
 
 def _class_ids(forget_classes: Sequence[int | str], class_names: Sequence[str]) -> list[int]:
@@ -161,13 +186,8 @@ def make_split(
         idx = np.asarray(forget_index, dtype=np.int64).reshape(-1)
         if idx.size == 0:
             raise ValueError("the forget index file lists no index: the forget set would be empty")
-        bad = idx[(idx < 0) | (idx >= n)]
-        if bad.size:
-            raise ValueError(f"forget index {int(bad[0])} is out of range: expected indices in [0, {n - 1}]")
-        uniq, counts = np.unique(idx, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(f"forget index {int(uniq[counts > 1][0])} is listed more than once")
-        forget = torch.from_numpy(uniq)
+        check_forget_indices(idx, n)
+        forget = torch.from_numpy(np.unique(idx))
         if train_subset is not None:
             if train_subset <= forget.numel():
                 raise ValueError(
@@ -187,9 +207,7 @@ def make_split(
             if forget.numel() == 0:
                 raise ValueError(f"forget classes {list(forget_classes)} have no example in the training set")
         else:
-            if not 0.0 < float(forget_fraction) < 1.0:
-                raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
-            k = round(float(forget_fraction) * pool.numel())
+            k = round(check_forget_fraction(forget_fraction) * pool.numel())
             if k == 0:
                 raise ValueError(
                     f"forget_fraction={forget_fraction} of {pool.numel()} examples is an empty forget set"

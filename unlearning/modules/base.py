@@ -43,6 +43,7 @@ from unlearning.modules.cost import CostAccounting, CostClock
 from unlearning.modules.distributed import gather_rows
 from unlearning.modules.resume import rng_states, set_rng_states
 from unlearning.nets import net_spec
+from unlearning.utils import versions
 
 __all__ = ["EvaluatedModule", "cli_net_spec", "gather_rows", "load_checkpoint_meta", "load_net", "read_checkpoint"]
 
@@ -179,9 +180,6 @@ class EvaluatedModule(StreamDeclarations, CostAccounting, LightningModule):
     # ---- checkpoint metadata --------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
         """What later stages need to know about this model without its config."""
-        import lightning
-        import torchvision
-
         cls = type(self)
         return {
             "net": self.net_spec,
@@ -190,11 +188,7 @@ class EvaluatedModule(StreamDeclarations, CostAccounting, LightningModule):
             "module": f"{cls.__module__}.{cls.__qualname__}",
             "train_streams": list(self.train_streams),
             "reference_cost": dict(self.reference_cost),
-            "versions": {
-                "torch": str(torch.__version__),
-                "lightning": str(lightning.__version__),
-                "torchvision": str(torchvision.__version__),
-            },
+            "versions": versions(),
         }
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -9,6 +9,7 @@ Configured like the other subcommands: a YAML file (``-c``) and dotted overrides
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,20 +19,28 @@ from lightning.pytorch import LightningDataModule
 import unlearning.data  # noqa: F401 - short class names of the data modules
 from unlearning.scoring.leaderboard import run_leaderboard
 from unlearning.scoring.score import run_score
+from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import fmt_number
 
 __all__ = ["leaderboard_main", "leaderboard_parser", "main", "score_parser"]
 
 
+def _takes_setting(fn: Callable[..., Any]) -> bool:
+    return "setting" in inspect.signature(fn).parameters
+
+
 def _parser(fn: Callable[..., Any], prog: str, description: str) -> ArgumentParser:
-    """A parser of ``fn``'s arguments with a config file and a data module section."""
+    """A parser of ``fn``'s arguments with a config file and a data module section; the fields of
+    a :class:`ScoreSetting` are arguments of their own, at the top level, when ``fn`` takes one."""
     parser = ArgumentParser(prog=prog, description=description, default_meta=False)
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="a config (YAML)")
     parser.add_subclass_arguments(
         LightningDataModule, "data", required=True, instantiate=False,
         help="the data split every model trains and is tested on (replaces the stage configs' data)",
     )
-    parser.add_function_arguments(fn, skip={"data", "config"}, as_group=False)
+    if _takes_setting(fn):
+        parser.add_class_arguments(ScoreSetting, nested_key=None, as_group=False)
+    parser.add_function_arguments(fn, skip={"data", "config", "setting"}, as_group=False)
     return parser
 
 
@@ -57,7 +66,10 @@ def _run(parser: ArgumentParser, fn: Callable[..., Any], argv: list[str] | None)
     as_dict.pop("config", None)
     as_dict.pop("__path__", None)
     data = as_dict.pop("data")
-    return fn(data=data, config={"data": data, **as_dict}, **as_dict)
+    config = {"data": data, **as_dict}
+    if _takes_setting(fn):
+        as_dict["setting"] = ScoreSetting.take(as_dict)
+    return fn(data=data, config=config, **as_dict)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from unlearning.methods import declared_stages
 from unlearning.metrics.forgetting import forgetting_points
 from unlearning.scoring.cache import write_json_atomic
 from unlearning.scoring.score import json_ready, run_score
+from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
 from unlearning.utils import atomic_path
 
@@ -108,48 +109,29 @@ def _stage_configs(method: Path, stages_dir: str | None) -> dict[str, str]:
 
 def run_leaderboard(
     data: dict[str, Any],
-    oracle: str,
-    original: str,
     methods: list[str],
-    n_models: int = 16,
-    cache_dir: str = "runs/score/cache",
+    setting: ScoreSetting,
     output_dir: str = "runs/leaderboard",
-    seeds: str | None = None,
-    seed_base: int = 0,
-    recipe_args: list[str] | None = None,
     stages_dir: str | None = None,
     variants: dict[str, list[str]] | None = None,
     baseline: str | None = "finetune",
-    cost_limit: float = 0.2,
-    progress: bool = True,
-    jobs: int | None = None,
-    launcher: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Score every method on one setting and write the leaderboard (see the module docstring).
 
     Args:
         data: the data split (a ``class_path``/``init_args`` section), as in ``unlearning score``.
-        oracle: fit config of the oracle recipe.
-        original: fit config of the original, or a ``.ckpt``.
         methods: method configs, or folders of them (each ``*.yaml``); a row is named by its file.
-        n_models: N: runs per method, 2N oracles shared by all.
-        cache_dir: the model cache (the same as ``unlearning score``'s: runs are shared).
+        setting: the oracles, the original, N (runs per method; 2N oracles shared by all), the
+            cache (the same as ``unlearning score``'s: runs are shared) and the training plan.
+            With ``seeds``, this process trains only its shard of every method; the leaderboard
+            is written by a run that finds every model in the cache.
         output_dir: the leaderboard's files, and ``methods/<name>/`` with each method's score report.
-        seeds: ``START:STOP``: train only these seeds of every method (one shard of a parallel
-            run); the leaderboard is written by a run that finds every model in the cache.
-        seed_base: first seed; the reporting seeds must not be those hyperparameters were chosen on.
-        recipe_args: extra arguments of the original and oracle trainings.
         stages_dir: folder of the one-time stage configs (``<argument>.yaml``) methods declare.
         variants: extra rows, ``{row name: [method name, extra argument, ...]}``: the listed
             method (by file name) run with the extra arguments.
         baseline: the method (by file name) whose per-request cost a one-time stage's payoff is
             measured against; ``None`` for none.
-        cost_limit: the competition's cost limit, a fraction of one oracle's training time.
-        progress: progress bars over the models to train.
-        jobs: trainings at once, as in ``unlearning score`` (local workers, or array tasks with
-            a ``launcher``).
-        launcher: a ``submitit`` job array for the models, as in ``unlearning score``.
         config: the leaderboard's own config, stored in ``leaderboard.json``.
 
     Returns:
@@ -175,18 +157,15 @@ def run_leaderboard(
     results: dict[str, dict[str, Any]] = {}
     complete = True
     for row, cfg, extra in runs:
-        if progress:
+        if setting.progress:
             print(f"== {row}", flush=True)
-        r = run_score(data=data, oracle=oracle, original=original, method=str(cfg), n_models=n_models,
-                      name=_slug(row), cache_dir=cache_dir, output_dir=str(out / "methods"), seeds=seeds,
-                      seed_base=seed_base, recipe_args=recipe_args or (), method_args=extra,
-                      stages=stages[cfg.stem], cost_limit=cost_limit, progress=progress, jobs=jobs,
-                      launcher=launcher, config=config)
+        r = run_score(data, str(cfg), setting, name=_slug(row), output_dir=str(out / "methods"), method_args=extra,
+                      stages=stages[cfg.stem], config=config)
         if r is None:
             complete = False
             continue
         results[row] = r
-        if progress:
+        if setting.progress:
             print(f"   F / ceiling {fmt_number(r['relative_forgetting'])}, final {fmt_number(r['final_score'])}", flush=True)
     if not complete:
         return None
@@ -194,7 +173,7 @@ def run_leaderboard(
     variant_of = {row: spec[0] for row, spec in (variants or {}).items()}
     notes = stage_notes(results, baseline, skip=tuple(variant_of)) + variant_notes(results, variant_of)
     payload = {
-        "n_models": n_models, "seed_base": seed_base, "cost_limit": cost_limit, "wall_s": wall,
+        "n_models": setting.n_models, "seed_base": setting.seed_base, "cost_limit": setting.cost_limit, "wall_s": wall,
         "models_trained": sum(r["timings"]["models_trained"] for r in results.values()),
         "epsilon_s": sum(r["timings"]["epsilon_s"] for r in results.values()),
         "rows": leaderboard_rows(results), "notes": notes, "config": config or {},

@@ -34,7 +34,7 @@ from unlearning.build import build_run
 from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import module_class, resolve_class
 from unlearning.scoring.code import code_digests, code_identity
-from unlearning.utils import atomic_path, silence_lightning_noise, verbose
+from unlearning.utils import atomic_path, silence_lightning_noise, verbose, versions
 
 __all__ = [
     "checkpoint_identity",
@@ -164,22 +164,8 @@ def train_cached_model(
     trainer.save_checkpoint(dest / MODEL_FILE, weights_only=True)
     np.save(dest / LSC_FILE, lsc)
     _save_margins(dest, evaluation["outputs"])
-    import lightning
-    import torch
-
-    record = {
-        "seed": seed,
-        "config": str(config),
-        "metrics": {k: float(v) for k, v in evaluation["scalars"].items()},
-        "cost": {k: float(v) for k, v in module.cost.items()},
-        "num_forget": int(lsc.size),
-        "forget_index_digest": _array_digest(forget_index),
-        "wall_s": time.perf_counter() - t0,
-        "finished": now(),
-        "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
-    }
-    write_json_atomic(dest / RECORD_FILE, record)  # a failed write names the file
-    return record
+    return _write_record(dest, module, config, seed, t0, metrics=evaluation["scalars"],
+                         num_forget=int(lsc.size), forget_index_digest=_array_digest(forget_index))
 
 
 def _save_margins(dest: Path, outputs: dict[str, dict[str, np.ndarray]]) -> None:
@@ -247,15 +233,21 @@ def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = 
 
 
 def _write_stage(trainer: Any, module: Any, config: str | Path, seed: int, dest: Path, t0: float) -> dict[str, Any]:
-    import lightning
-    import torch
-
+    """Write the checkpoint and record of a one-time stage that is not evaluated."""
     trainer.save_checkpoint(dest / MODEL_FILE, weights_only=True)
+    return _write_record(dest, module, config, seed, t0)
+
+
+def _write_record(dest: Path, module: Any, config: str | Path, seed: int, t0: float,
+                  metrics: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """Write (atomically) and return the record of a cached model: its seed, config, test
+    ``metrics`` (none for an unevaluated stage), cost, ``extra`` keys, wall time and versions."""
     record = {
-        "seed": seed, "config": str(config), "metrics": {},
+        "seed": seed, "config": str(config),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "cost": {k: float(v) for k, v in module.cost.items()},
-        "wall_s": time.perf_counter() - t0, "finished": now(),
-        "versions": {"torch": str(torch.__version__), "lightning": str(lightning.__version__)},
+        **extra,
+        "wall_s": time.perf_counter() - t0, "finished": now(), "versions": versions(),
     }
     write_json_atomic(dest / RECORD_FILE, record)  # a failed write names the file
     return record

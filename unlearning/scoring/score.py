@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-import unlearning
 
 from unlearning.metrics.forgetting import (
     EPSILON_CAP,
@@ -46,40 +45,17 @@ from unlearning.scoring.runs import (
     score_datamodule,
     stage_recipe,
 )
-from unlearning.scoring.training import Job, TrainPlan, check_launcher, train_plan
-from unlearning.utils import check_writable
+from unlearning.scoring.setting import ScoreSetting
+from unlearning.scoring.training import Job, TrainPlan, train_plan
+from unlearning.utils import check_writable, versions
 
-__all__ = ["RUN_METRICS", "json_ready", "parse_seed_range", "run_score", "summarise"]
+__all__ = ["RUN_METRICS", "json_ready", "run_score", "summarise"]
 
 #: per-run metrics summarised over the N runs (mean, std, min, max)
 RUN_METRICS = (
     "retain_acc", "forget_acc", "test_acc", "simple_mia", "predictive_mia", "mia_efficacy",
     "cost_time_s", "cost_time_fraction", "cost_images_fraction",
 )
-
-
-def parse_seed_range(text: str | None, stop: int) -> range:
-    """``"START:STOP"`` (stop excluded) or a single seed ``"K"``; ``None`` is ``0:stop``.
-
-    Raises:
-        ValueError: if the text is not a non-empty range of non-negative integers.
-    """
-    if text is None:
-        return range(stop)
-    parts = str(text).split(":")
-    try:
-        if len(parts) == 1:
-            a, b = int(parts[0]), int(parts[0]) + 1
-        elif len(parts) == 2:
-            a = int(parts[0]) if parts[0] else 0
-            b = int(parts[1]) if parts[1] else stop
-        else:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"seeds must be 'START:STOP' or 'K' (non-negative integers), got {text!r}") from None
-    if a < 0 or b <= a:
-        raise ValueError(f"seeds must be a non-empty range START:STOP with 0 <= START < STOP, got {text!r}")
-    return range(a, b)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -107,6 +83,27 @@ def summarise(records: Sequence[dict[str, Any]], oracle_cost: dict[str, float]) 
     return {k: _stats([r.get(k, math.nan) for r in rows]) for k in RUN_METRICS}
 
 
+def _config_seed(cfg: dict[str, Any]) -> int:
+    """A stage config's ``seed_everything`` (0 when unset, ``null`` or a boolean)."""
+    seed = cfg.get("seed_everything", 0)
+    return 0 if seed is None or isinstance(seed, bool) else int(seed)
+
+
+@dataclass
+class _Caches:
+    """The caches of one score: the oracles', the method's, the original's and each stage's."""
+
+    oracles: RecipeCache
+    methods: RecipeCache
+    #: ``None`` for a given checkpoint
+    original: RecipeCache | None
+    original_seed: int
+    #: one-time stage argument -> (its cache, its seed, its config)
+    stages: dict[str, tuple[RecipeCache, int, str]]
+    #: the code digests of every recipe
+    code: dict[str, Any]
+
+
 def _original_run(
     original: str, data: dict[str, Any], recipe_args: Sequence[str], cache_dir: Path
 ) -> tuple[RecipeCache | None, int, dict[str, Any]]:
@@ -116,30 +113,75 @@ def _original_run(
             raise FileNotFoundError(f"original checkpoint {original!r} does not exist")
         return None, 0, checkpoint_identity(original)
     cfg = load_stage_config(original, "original")
-    seed = cfg.get("seed_everything", 0)
-    seed = 0 if seed is None or isinstance(seed, bool) else int(seed)
+    seed = _config_seed(cfg)
     cache = RecipeCache(cache_dir, "original", stage_recipe(cfg, recipe_args, data))
     return cache, seed, {"original_key": cache.key, "original_seed": seed}
 
 
+def _recipe_caches(setting: ScoreSetting, data: dict[str, Any], method: str, method_args: Sequence[str],
+                   stages: dict[str, str]) -> _Caches:
+    """Every cache a score of ``method`` reads, keyed by the recipes (configs, arguments, data,
+    original) of its models; checks the method's one-time stages against ``stages``."""
+    cache_root = Path(setting.cache_dir)
+    oracle_cfg = load_stage_config(setting.oracle, "oracle")
+    method_cfg = load_stage_config(method, "method")
+    orig_cache, orig_seed, orig_identity = _original_run(setting.original, data, setting.recipe_args, cache_root)
+    oracles = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, setting.recipe_args, data))
+    _check_stages(method, method_cfg, stages)
+    code = {"oracle": code_identity(oracle_cfg, data), "method": code_identity(method_cfg, data)}
+    if orig_cache is not None:
+        code["original"] = code_identity(load_stage_config(setting.original, "original"), data)
+    stage_caches: dict[str, tuple[RecipeCache, int, str]] = {}
+    for arg, cfg_path in stages.items():
+        cfg = load_stage_config(cfg_path, f"stage {arg!r}")
+        stage_caches[arg] = (RecipeCache(cache_root, "stage", {**stage_recipe(cfg, (), data), **orig_identity}),
+                             _config_seed(cfg), str(cfg_path))
+        code[f"stage {arg}"] = code_identity(cfg, data)
+    method_recipe = {**stage_recipe(method_cfg, method_args, data), **orig_identity}
+    if stage_caches:
+        method_recipe["stages"] = {arg: c.key for arg, (c, _, _) in stage_caches.items()}
+    return _Caches(oracles, RecipeCache(cache_root, "method", method_recipe), orig_cache, orig_seed, stage_caches, code)
+
+
+def _missing_work(setting: ScoreSetting, caches: _Caches, method: str, method_args: Sequence[str]) -> list[Job]:
+    """What this process trains: its shard's oracles and method runs missing from the cache, and
+    the original and one-time stages they need."""
+    n, base = setting.n_models, setting.seed_base
+    oracle_seeds = [base + s for s in setting.shard if s < 2 * n]
+    method_seeds = [base + s for s in setting.shard if s < n]
+    need_methods = caches.methods.missing(method_seeds)
+    recipe = tuple(setting.recipe_args)
+    work: list[Job] = []
+    if caches.original is not None and need_methods and caches.original.get(caches.original_seed) is None:
+        work.append(Job("original", caches.original, caches.original_seed, setting.original, recipe))
+    work += [Job("oracle", caches.oracles, s, setting.oracle, recipe) for s in caches.oracles.missing(oracle_seeds)]
+    if need_methods:
+        work += [Job("stage", c, seed, cfg_path) for c, seed, cfg_path in caches.stages.values() if c.get(seed) is None]
+    work += [Job("method", caches.methods, s, method, tuple(method_args)) for s in need_methods]
+    return work
+
+
+def _stage_costs(caches: _Caches, oracle_cost: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each one-time stage's config, cache and cost, also as fractions of one oracle's."""
+    out = {}
+    for arg, (c, stage_seed, cfg_path) in caches.stages.items():
+        run = c.get(stage_seed)
+        cost = run.record()["cost"] if run is not None else {}
+        out[arg] = {"config": cfg_path, "cache": c.dir.name, "cost": cost}
+        for unit, key in (("time", "train_time_s"), ("images", "images_seen")):
+            out[arg][f"cost_{unit}_fraction"] = (cost.get(key, math.nan) / oracle_cost[key]
+                                                 if oracle_cost[key] else math.nan)
+    return out
+
+
 def run_score(
     data: dict[str, Any],
-    oracle: str,
-    original: str,
     method: str,
-    n_models: int = 16,
+    setting: ScoreSetting,
     name: str | None = None,
-    cache_dir: str = "runs/score/cache",
     output_dir: str = "runs/score",
-    seeds: str | None = None,
-    seed_base: int = 0,
-    recipe_args: Sequence[str] = (),
     method_args: Sequence[str] = (),
     stages: dict[str, str] | None = None,
-    cost_limit: float = 0.2,
-    progress: bool = True,
-    jobs: int | None = None,
-    launcher: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Train what is missing, then score (see the module docstring).
@@ -147,38 +189,17 @@ def run_score(
     Args:
         data: the data split every stage trains and is tested on (a ``class_path``/``init_args``
             section, as in a fit config; it replaces the stage configs' own).
-        oracle: fit config of the oracle recipe (a ``RetrainOracle``).
-        original: fit config of the original (trained once, cached, with its config's seed) or
-            the path of a ``.ckpt``.
         method: fit config of the unlearning method; its ``original``/``oracle`` paths are set by
             the score.
-        n_models: N, the number of unlearned models (and 2N oracles).
+        setting: the oracles, the original, N, the cache and the training plan.
         name: the score's name (default: the method config's file name without extension).
-        cache_dir: the model cache, shared by every score run.
         output_dir: where ``<name>/`` with ``score.json``, arrays, report and TensorBoard go.
-        seeds: ``START:STOP``: train only the oracles and method runs with these seeds (for
-            parallel shards; counted from ``seed_base``); ``None``: everything.
-        seed_base: the first seed: oracles use ``seed_base .. seed_base + 2N - 1`` and method runs
-            ``seed_base .. seed_base + N - 1``. Choose hyperparameters with a ``seed_base`` that
-            the reported score does not use (e.g. 1000), so that no reported model took part.
-        recipe_args: extra command-line arguments of the original and oracle trainings.
         method_args: extra command-line arguments of the method runs.
         stages: one-time stages of an amortised method, ``{init argument: fit config}``: each is
             trained once per original (its config's seed, ``--model.init_args.original`` set to
             the original), cached like the original, and its checkpoint passed to every method
             run as ``--model.init_args.<argument>`` (e.g. ``{hypernet: configs/cpu/hypernet.yaml}``).
             Its cost is reported apart from the per-run cost.
-        cost_limit: flag a method whose mean training time exceeds this fraction of an oracle's.
-        progress: show a progress bar over the models to train.
-        jobs: how many trainings run at once: ``K`` worker processes on this machine, each with
-            ``1/K`` of the CPU threads and a GPU in turn (several per GPU when ``K`` is larger);
-            with a ``launcher``, the number of array tasks (default: one per model to train on a
-            cluster, one on this machine with ``local``).
-            Workers claim each model, so none is trained twice.
-        launcher: submit the models as a job array through ``submitit`` instead:
-            ``{"name": "slurm", "partition": ..., "timeout_min": ..., "gpus_per_node": ...}``
-            (keys: :data:`~unlearning.scoring.training.LAUNCHER_KEYS`), or ``{"name": "local"}``
-            to run the array as processes of this machine. The score waits for the array.
         config: the score's own config, stored in ``score.json``.
 
     Returns:
@@ -186,110 +207,58 @@ def run_score(
         this process's share (``seeds``).
 
     Raises:
-        ValueError: on a bad N, seed range, cost limit or config.
+        ValueError: on a bad config.
         FileNotFoundError: when a config or checkpoint does not exist.
     """
     t_start = time.perf_counter()
-    if n_models < 2:
-        raise ValueError(f"n_models must be >= 2 (the metric compares samples of N models), got {n_models}")
-    if not 0 < cost_limit:
-        raise ValueError(f"cost_limit must be > 0, got {cost_limit}")
     if not isinstance(data, dict) or not data.get("class_path"):
         raise ValueError("data must be a data module section with a class_path")
-    shard = parse_seed_range(seeds, 2 * n_models)
-    if seed_base < 0:
-        raise ValueError(f"seed_base must be >= 0, got {seed_base}")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ValueError(f"jobs must be an integer >= 1 (trainings at once), got {jobs!r}")
-    launcher = check_launcher(launcher)
     name = name or Path(method).stem
-    cache_root = Path(cache_dir)
-    oracle_cfg = load_stage_config(oracle, "oracle")
-    method_cfg = load_stage_config(method, "method")
-    orig_cache, orig_seed, orig_identity = _original_run(original, data, recipe_args, cache_root)
-    oracles = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, recipe_args, data))
-    _check_stages(method, method_cfg, stages or {})
-    stage_caches: dict[str, tuple[RecipeCache, int, str]] = {}
-    for arg, cfg_path in (stages or {}).items():
-        cfg = load_stage_config(cfg_path, f"stage {arg!r}")
-        stage_seed = cfg.get("seed_everything", 0)
-        stage_seed = 0 if stage_seed is None or isinstance(stage_seed, bool) else int(stage_seed)
-        stage_caches[arg] = (RecipeCache(cache_root, "stage", {**stage_recipe(cfg, (), data), **orig_identity}),
-                             stage_seed, str(cfg_path))
-    method_recipe = {**stage_recipe(method_cfg, method_args, data), **orig_identity}
-    if stage_caches:
-        method_recipe["stages"] = {arg: c.key for arg, (c, _, _) in stage_caches.items()}
-    methods = RecipeCache(cache_root, "method", method_recipe)
-    code = {"oracle": code_identity(oracle_cfg, data), "method": code_identity(method_cfg, data)}
-    if orig_cache is not None:
-        code["original"] = code_identity(load_stage_config(original, "original"), data)
-    for arg, (_, _, cfg_path) in stage_caches.items():
-        code[f"stage {arg}"] = code_identity(load_stage_config(cfg_path, f"stage {arg!r}"), data)
-
-    # What this process trains: the shard's oracles and method runs (and the original they need).
-    work: list[Job] = []
-    oracle_seeds = [seed_base + s for s in shard if s < 2 * n_models]
-    method_seeds = [seed_base + s for s in shard if s < n_models]
-    need_methods = methods.missing(method_seeds)
-    if orig_cache is not None and need_methods and orig_cache.get(orig_seed) is None:
-        work.append(Job("original", orig_cache, orig_seed, original, tuple(recipe_args)))
-    work += [Job("oracle", oracles, s, oracle, tuple(recipe_args)) for s in oracles.missing(oracle_seeds)]
-    if need_methods:
-        work += [Job("stage", c, seed, cfg_path) for c, seed, cfg_path in stage_caches.values() if c.get(seed) is None]
-    work += [Job("method", methods, s, method, tuple(method_args)) for s in need_methods]
+    n = setting.n_models
+    caches = _recipe_caches(setting, data, method, method_args, stages or {})
+    work = _missing_work(setting, caches, method, method_args)
     if work:  # a folder that could not take the models or the score fails now, not after the training
-        check_writable(cache_root, "cache folder")
+        check_writable(Path(setting.cache_dir), "cache folder")
     check_writable(Path(output_dir), "output folder")
     for c in {id(j.cache): j.cache for j in work}.values():
         c.clean_stale()
-    plan = TrainPlan(data, work, original, orig_cache, orig_seed,
-                     {arg: (c, seed) for arg, (c, seed, _) in stage_caches.items()})
+    plan = TrainPlan(data, work, setting.original, caches.original, caches.original_seed,
+                     {arg: (c, seed) for arg, (c, seed, _) in caches.stages.items()})
 
     t_train = time.perf_counter()
-    bar = _progress(len(work), progress)
+    bar = _progress(len(work), setting.progress)
     try:
-        trained = train_plan(plan, jobs, launcher, cache_root, bar)
+        trained = train_plan(plan, setting.jobs, setting.launcher, Path(setting.cache_dir), bar)
     finally:
         bar.close()
     train_s = time.perf_counter() - t_train
 
-    oracle_runs = [oracles.get(seed_base + s) for s in range(2 * n_models)]
-    method_runs = [methods.get(seed_base + s) for s in range(n_models)]
+    oracle_runs = [caches.oracles.get(setting.seed_base + s) for s in range(2 * n)]
+    method_runs = [caches.methods.get(setting.seed_base + s) for s in range(n)]
     missing = sum(r is None for r in (*oracle_runs, *method_runs))
     if missing:
-        print(f"unlearning score: {missing} of {3 * n_models} models are not in the cache yet "
+        print(f"unlearning score: {missing} of {3 * n} models are not in the cache yet "
               f"(this process trained {len(trained)}); run again without --seeds once every shard is done")
         return None
 
     # entries cached before the margins and the predictive attack were kept: evaluate them once more
-    incomplete = [r for r in (*oracle_runs, *method_runs) if r is not None and needs_completion(r)]
+    incomplete = [r for r in (*oracle_runs, *method_runs) if needs_completion(r)]
     dm = score_datamodule(data) if incomplete else None
     for run in incomplete:
         complete_evaluation(run, data, dm)
-    result = _score(
-        [r for r in oracle_runs if r is not None], [r for r in method_runs if r is not None], n_models, cost_limit
-    )
-    result["stages"] = {}
-    for arg, (c, stage_seed, cfg_path) in stage_caches.items():
-        run = c.get(stage_seed)
-        cost = run.record()["cost"] if run is not None else {}
-        oc = result["oracle_cost"]
-        result["stages"][arg] = {
-            "config": cfg_path, "cache": c.dir.name, "cost": cost,
-            "cost_time_fraction": cost.get("train_time_s", math.nan) / oc["train_time_s"] if oc["train_time_s"] else math.nan,
-            "cost_images_fraction": cost.get("images_seen", math.nan) / oc["images_seen"] if oc["images_seen"] else math.nan,
-        }
+    result = _score(oracle_runs, method_runs, n, setting.cost_limit)
+    result["stages"] = _stage_costs(caches, result["oracle_cost"])
     result.update(
         name=name,
         method_config=str(method),
-        oracle_config=str(oracle),
-        original=str(original),
-        cache={"dir": str(cache_root), "oracle": oracles.dir.name, "method": methods.dir.name,
-               "original": orig_cache.dir.name if orig_cache is not None else str(original)},
+        oracle_config=str(setting.oracle),
+        original=str(setting.original),
+        cache={"dir": str(setting.cache_dir), "oracle": caches.oracles.dir.name, "method": caches.methods.dir.name,
+               "original": caches.original.dir.name if caches.original is not None else str(setting.original)},
         config=config or {},
-        code=code,
+        code=caches.code,
         finished=now(),
-        versions=_versions(),
+        versions=versions(),
     )
     result["timings"].update(train_s=train_s, models_trained=len(trained), trained=trained)
     out = Path(output_dir) / name
@@ -315,14 +284,6 @@ def _check_stages(method: str, cfg: dict[str, Any], stages: dict[str, str]) -> N
     extra = [a for a in stages if a not in declared]
     if extra and cls is not None:
         raise ValueError(f"{cls.__name__} ({method}) has no one-time stage {extra[0]!r}: expected some of {sorted(declared)}")
-
-
-def _versions() -> dict[str, str]:
-    import lightning
-    import torch
-
-    return {"unlearning": unlearning.__version__, "torch": str(torch.__version__),
-            "lightning": str(lightning.__version__), "numpy": np.__version__}
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -42,6 +42,7 @@ import yaml
 from unlearning.scoring.cache import write_json_atomic
 from unlearning.scoring.cli import _parser, _run
 from unlearning.scoring.score import json_ready, run_score
+from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table
 from unlearning.utils import atomic_path
 
@@ -231,6 +232,8 @@ def run_tune(
     if n_models < 3:
         raise ValueError(f"n_models must be >= 3 (at N = 2 every example earns 0 points, so every trial scores 0), got {n_models}")
     _check_seeds(seed_base, n_models, report_seed_base, report_n_models)
+    setting = ScoreSetting(oracle, original, n_models=n_models, cache_dir=cache_dir, seed_base=seed_base,
+                           recipe_args=recipe_args or [], cost_limit=cost_limit, progress=False)
     space_file = Path(search_space) if search_space else space_path(method)
     space = load_search_space(space_file)
     method_cfg = yaml.safe_load(Path(method).read_text()) if Path(method).is_file() else None
@@ -257,11 +260,8 @@ def run_tune(
     def objective(trial: Any) -> float:
         params = {key: _suggest(trial, key, spec) for key, spec in space.items()}
         t0 = time.perf_counter()
-        r = run_score(data=data, oracle=oracle, original=original, method=method, n_models=n_models,
-                      name=f"trial-{trial.number:04d}", cache_dir=cache_dir, output_dir=str(out / name / "trials"),
-                      seed_base=seed_base, recipe_args=recipe_args or (),
-                      method_args=[*(method_args or []), *_as_args(params)], stages=stages,
-                      cost_limit=cost_limit, progress=False)
+        r = run_score(data, method, setting, name=f"trial-{trial.number:04d}", output_dir=str(out / name / "trials"),
+                      method_args=[*(method_args or []), *_as_args(params)], stages=stages)
         assert r is not None  # no seed shard: every model is trained
         attrs = {"final_score": r["final_score"], "relative_forgetting": r["relative_forgetting"],
                  "forgetting_quality": r["forgetting_quality"], "ceiling": r["ceiling"],
