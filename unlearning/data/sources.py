@@ -181,7 +181,7 @@ def _decode(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.array(im.convert("RGB"), dtype=np.uint8)
     except Exception as err:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, ... for a bad file
         text = str(err).splitlines()[0] if str(err) else ""
         reason = type(err).__name__ if not text or str(path) in text else text
