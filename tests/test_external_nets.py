@@ -10,7 +10,10 @@ import lightning as L
 import pytest
 import torch
 import torchvision
+import yaml
 from torch import nn
+
+from tests.conftest import REPO, run_cli_here
 
 from unlearning.data import SyntheticImageDataModule
 from unlearning.modules import Classifier
@@ -123,3 +126,44 @@ def test_classifier_takes_its_classes_from_the_net() -> None:
     with pytest.raises(ValueError, match=r"num_classes is 10 but the network TorchvisionNet outputs 7 classes"):
         Classifier(net=TorchvisionNet("resnet18", num_classes=7), num_classes=10)
     assert net_num_classes(nn.Linear(3, 5)) is None  # no guess from a last layer
+
+
+def test_timm_pretrained_from_a_local_file(tmp_path: Path) -> None:
+    """A fine-tuned original's oracle starts from the same pretrained weights file, offline."""
+    timm = pytest.importorskip("timm")
+    backbone = timm.create_model("resnet18", pretrained=False)
+    nn.init.constant_(backbone.layer1[0].conv1.weight, 0.125)  # not what an initialisation draws
+    path = tmp_path / "pretrained.pth"
+    torch.save(backbone.state_dict(), path)
+    spec = {"name": "resnet18", "num_classes": 10, "pretrained": True,
+            "kwargs": {"pretrained_cfg_overlay": {"file": str(path)}}}
+    a, b = TimmNet(**spec), build_net({"class_path": "TimmNet", "init_args": spec})
+    assert torch.equal(a.model.layer1[0].conv1.weight, backbone.layer1[0].conv1.weight)
+    assert torch.equal(a.model.layer1[0].conv1.weight, b.model.layer1[0].conv1.weight)
+    assert a.model.fc.out_features == 10
+
+
+PRESETS = sorted(p.relative_to(REPO).as_posix() for d in ("torchvision", "timm") for p in (REPO / "configs" / d).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config_path", PRESETS)
+def test_preset_parses(config_path: str) -> None:
+    """The GPU presets parse (their fit on tiny data runs in tests/test_configs.py)."""
+    out = run_cli_here("fit", "-c", config_path, "--print_config")
+    assert out.returncode == 0, out.stderr
+    net = yaml.safe_load(out.stdout)["model"]["init_args"]["net"]
+    assert net["class_path"].rsplit(".", 1)[-1] in ("TorchvisionNet", "TimmNet")
+    assert net["init_args"]["num_classes"] == 10 and net["init_args"]["cifar_stem"] is True
+
+
+@pytest.mark.parametrize("family", ["torchvision", "timm"])
+def test_original_and_oracle_presets_share_network_and_recipe(family: str) -> None:
+    """The oracle must be the original's architecture, initialisation and recipe on the retain set:
+    the two presets differ only in the module and the run's name."""
+    original, oracle = (yaml.safe_load((REPO / "configs" / family / f"{s}.yaml").read_text()) for s in ("original", "retrain"))
+    assert (original["model"]["class_path"], oracle["model"]["class_path"]) == ("Classifier", "RetrainOracle")
+    assert original["model"]["init_args"] == oracle["model"]["init_args"]
+    assert original["data"] == oracle["data"] and original["seed_everything"] == oracle["seed_everything"]
+    for cfg in (original, oracle):
+        cfg["trainer"]["logger"]["init_args"].pop("name")
+    assert original["trainer"] == oracle["trainer"]
