@@ -17,13 +17,13 @@ from unlearning.methods.discriminator import (
 from unlearning.methods.eu_k import EUk
 from unlearning.methods.finetune import Finetune
 from unlearning.methods.grad_reinit import GradientReinit
-from unlearning.methods.gradient_ascent import NegGrad
+from unlearning.methods.neggrad import NegGrad
 from unlearning.methods.hypernet import HypernetTrainer, HypernetUnlearn
 from unlearning.methods.jit import JiT
 from unlearning.methods.kl_contrastive import KLUniformContrastive
 from unlearning.methods.l1_sparse import L1Sparse
 from unlearning.methods.lfssd import LFSSD
-from unlearning.methods.neggrad import NegGradPlus
+from unlearning.methods.neggrad_plus import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
 from unlearning.methods.salun import SalUn
 from unlearning.methods.scrub import SCRUB
