@@ -47,6 +47,7 @@ SUBCOMMANDS = {
     "leaderboard": "many methods scored side by side on one setting",
     "tune": "a method's hyperparameters searched with Optuna against its score",
     "import": "a model trained elsewhere (network spec + state_dict) as an original checkpoint",
+    "memorise": "per-example memorisation of the training set: K subset models, proxies, entanglement",
 }
 
 #: the project's subcommands beside LightningCLI's: name -> "module:function(argv)"
@@ -55,6 +56,7 @@ OWN_SUBCOMMANDS = {
     "leaderboard": "unlearning.scoring.cli:leaderboard_main",
     "tune": "unlearning.scoring.tune:main",
     "import": "unlearning.importing:main",
+    "memorise": "unlearning.memorisation:main",
 }
 
 
