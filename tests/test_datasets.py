@@ -388,7 +388,12 @@ def test_images_of_mixed_sizes_need_an_image_size(tmp_path: Path) -> None:
              "image_size")
     with pytest.raises(ValueError) as err:  # padding cannot shrink
         load_image_folder(root, tmp_path / "cache", image_size=12, resize_mode="pad")
-    one_line(err, "cannot be padded to image_size 12x12")
+    one_line(err, repr(str(root / "train" / "c" / "0.png")), "10x14 pixels cannot be padded to image_size 12x12")
+    small = SVHNDataModule(root=str(write_svhn(tmp_path / "svhn")), cache_dir=str(tmp_path / "svhn-cache"),
+                           image_size=24, resize_mode="pad")
+    with pytest.raises(ValueError) as err:  # the same at the batch level, before training starts
+        small.setup()
+    one_line(err, f"SVHNDataModule at {str(tmp_path / 'svhn')!r}", "32x32 pixels cannot be padded to image_size 24x24")
     with pytest.raises(ValueError) as err:
         ImageFolderDataModule(root=str(root), image_size=0)
     one_line(err, "image_size 0")

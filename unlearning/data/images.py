@@ -54,7 +54,11 @@ class ImageDataModule(UnlearningDataModule):
         ``image_size`` (in ``pad`` mode), so that a bad size fails before training starts."""
         super().setup(stage)
         if self.image_size is not None and self.arrays is not None:
-            fit_size(self.arrays.train_x[:1], self.image_size, self.resize_mode)
+            try:
+                fit_size(self.arrays.train_x[:1], self.image_size, self.resize_mode)
+            except ValueError as err:
+                where = f" at {str(self.root)!r}" if getattr(self, "root", None) else ""
+                raise ValueError(f"{type(self).__name__}{where}: {err}") from None
 
     def sized(self, x: torch.Tensor) -> torch.Tensor:
         """A uint8 batch brought to :attr:`image_size` (as it is when that is ``None``)."""

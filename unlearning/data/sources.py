@@ -202,7 +202,12 @@ def _decode_all(files: Sequence[Path], root: Path, size: tuple[int, int] | None,
 
     def load(path: Path) -> torch.Tensor:
         im = torch.from_numpy(_decode(path)).permute(2, 0, 1)
-        return im if size is None else fit_size(im[None], size, resize_mode)[0]
+        if size is None:
+            return im
+        try:
+            return fit_size(im[None], size, resize_mode)[0]
+        except ValueError as err:  # an image larger than the size to pad to
+            raise ValueError(f"image {str(path)!r}: {err}") from None
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
         images = list(pool.map(load, files, chunksize=256))
