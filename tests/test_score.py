@@ -397,3 +397,28 @@ def test_a_recipe_key_ignores_the_order_of_fields_and_takes_paths() -> None:
     b = {"data": {"train_subset": 10, "root": Path("x")}, "model": {"alpha": 0.5, "lr": 0.1}}
     assert recipe_key(a) == recipe_key(b)
     assert recipe_key(a) != recipe_key({**a, "model": {"lr": 0.2, "alpha": 0.5}})
+
+
+def test_completing_a_cached_entry_reproduces_its_test(tmp_path: Path) -> None:
+    """A cached entry that lacks its margins and the predictive attack (written before they were
+    kept) is evaluated once more without a Trainer: what it gets back equals what its own test
+    measured."""
+    from unlearning.scoring.cache import CachedRun, MARGIN_FILES, RECORD_FILE
+    from unlearning.scoring.runs import complete_evaluation, needs_completion, score_datamodule
+
+    main(_score_args(tmp_path))
+    (entry,) = sorted((tmp_path / "cache").glob("method-*/seed-0000"))
+    run = CachedRun(0, entry)
+    record = json.loads((entry / RECORD_FILE).read_text())
+    margins = {g: np.load(entry / MARGIN_FILES[g]) for g in ("retain", "heldout")}
+    for g in margins:
+        (entry / MARGIN_FILES[g]).unlink()
+    stripped = {**record, "metrics": {k: v for k, v in record["metrics"].items() if k != "predictive_mia"}}
+    (entry / RECORD_FILE).write_text(json.dumps(stripped))
+    assert needs_completion(run)
+    data = json.loads((tmp_path / "out" / "finetune" / "score.json").read_text())["config"]["data"]
+    complete_evaluation(run, data, score_datamodule(data))
+    assert not needs_completion(run)
+    for g, before in margins.items():
+        np.testing.assert_allclose(np.load(entry / MARGIN_FILES[g]), before, rtol=0, atol=1e-5)
+    assert run.record()["metrics"] == pytest.approx(record["metrics"], abs=1e-9)

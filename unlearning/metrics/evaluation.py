@@ -16,7 +16,7 @@ reference, the gaps and the mean KL divergence from the reference's outputs to t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from unlearning.metrics.mia import mia_efficacy, predictive_mia, simple_mia
 from unlearning.metrics.outputs import attack_features, per_example_stats
 
-__all__ = ["measure", "run_attack", "stream_outputs"]
+__all__ = ["evaluate", "measure", "run_attack", "stream_outputs"]
 
 #: the predictive attack's cross-validation splits in every evaluation (a few seconds on a CPU)
 PREDICTIVE_SPLITS = 5
@@ -167,3 +167,44 @@ def measure(
         scalars[f"kl_to_{reference_name}_forget"] = float(np.mean(f["kl_to_ref"]))
         scalars[f"kl_to_{reference_name}_test"] = float(np.mean(t["kl_to_ref"]))
     return scalars
+
+
+@torch.no_grad()
+def evaluate(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loaders: Mapping[str, Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    seed: int = 0,
+    predictive: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model on named streams, on one device, without a ``Trainer``: what a test of an
+    :class:`~unlearning.modules.EvaluatedModule` measures (without a reference), for a cached model
+    evaluated once more.
+
+    Args:
+        model: maps a batch of inputs to logits (a module in eval mode).
+        loaders: ``{stream: batches of (inputs, labels)}``, e.g. a data module's evaluation
+            loaders; the streams are reported in this order.
+        seed: seed of the attacks.
+        predictive: run the predictive-distribution attack (its features are kept on ``forget``
+            and ``test``).
+
+    Returns:
+        ``{"scalars": measure(...), "outputs": {stream: {name: array}}}``, as
+        ``EvaluatedModule.last_eval`` holds them after a test.
+    """
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    accuracy: dict[str, float] = {}
+    mean_loss: dict[str, float] = {}
+    for stream, loader in loaders.items():
+        parts: dict[str, list[torch.Tensor]] = {}
+        correct = seen = 0
+        for x, y in loader:
+            logits = model(x).float()
+            correct += int((logits.argmax(1) == y).sum())
+            seen += int(y.numel())
+            for k, v in stream_outputs(logits, y, features=predictive and stream in ("forget", "test")).items():
+                parts.setdefault(k, []).append(v)
+        outputs[stream] = {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
+        accuracy[stream] = correct / seen if seen else math.nan
+        mean_loss[stream] = float(outputs[stream]["loss"].mean()) if seen else math.nan
+    return {"scalars": measure(outputs, accuracy, mean_loss, seed=seed, predictive=predictive), "outputs": outputs}

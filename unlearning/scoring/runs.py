@@ -31,6 +31,7 @@ from unlearning.scoring.cache import (
     write_json_atomic,
 )
 from unlearning.build import build_run
+from unlearning.metrics.evaluation import evaluate
 from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import module_class, resolve_class
 from unlearning.scoring.code import code_digests, code_identity
@@ -214,20 +215,18 @@ def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = 
     """Evaluate a cached model once more on the score's data and store what its entry lacks (the
     retain and held-out margins, the metrics of :data:`COMPLETED_METRICS`): the model is not
     retrained, and the metrics it has keep their values. Pass one ``datamodule`` (from
-    :func:`score_datamodule`) to complete many entries without loading the data each time."""
-    import lightning as L
+    :func:`score_datamodule`) to complete many entries without loading the data each time.
 
+    The model is measured on one device by :func:`~unlearning.metrics.evaluate`, as its test
+    measured it, without a ``Trainer``."""
     cls = module_class(load_checkpoint_meta(run.checkpoint)["module"])
-    with _quiet():
-        module = cls.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True)
-        module.log_distributions = False
-        dm = datamodule if datamodule is not None else score_datamodule(data)
-        trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
-                            enable_model_summary=False, default_root_dir=str(run.path))
-        trainer.test(module, datamodule=dm, verbose=False)
-    _save_margins(run.path, module.last_eval["outputs"])
+    module = cls.load_from_checkpoint(str(run.checkpoint), map_location="cpu", weights_only=True).eval()
+    dm = datamodule if datamodule is not None else score_datamodule(data)
+    dm.setup("test")
+    evaluation = evaluate(module, {s: dm.stream_loader(s, train=False) for s in dm.eval_streams}, seed=module.mia_seed)
+    _save_margins(run.path, evaluation["outputs"])
     record = run.record()
-    scalars = module.last_eval["scalars"]
+    scalars = evaluation["scalars"]
     record["metrics"].update({k: float(scalars[k]) for k in COMPLETED_METRICS if k in scalars and k not in record["metrics"]})
     write_json_atomic(run.path / RECORD_FILE, record)
 
