@@ -28,7 +28,16 @@ FINE = tuple(f"fine{i:02d}" for i in range(100))
 COARSE = tuple(f"coarse{i:02d}" for i in range(20))
 
 
-def write_cifar100(root: Path, n_train: int = 60, n_test: int = 40, protocol: int = 2, seed: int = 0) -> Path:
+def _dump(obj: object, path: Path, protocol: int | str) -> None:
+    """Pickle ``obj`` with ``protocol``; ``"numpy1"``: protocol 2 naming numpy 1's module
+    ``numpy.core.multiarray``, as the files torchvision downloads do."""
+    data = pickle.dumps(obj, protocol=2 if protocol == "numpy1" else protocol)
+    if protocol == "numpy1":
+        data = data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    path.write_bytes(data)
+
+
+def write_cifar100(root: Path, n_train: int = 60, n_test: int = 40, protocol: int | str = 2, seed: int = 0) -> Path:
     """``root/cifar-100-python/{train,test,meta}`` as torchvision's: pickled dicts with ``data``
     (N x 3072 uint8), ``fine_labels`` and ``coarse_labels`` (lists of int), ``filenames``,
     ``batch_label``; ``meta`` with ``fine_label_names`` and ``coarse_label_names``. Fine label i
@@ -45,10 +54,8 @@ def write_cifar100(root: Path, n_train: int = 60, n_test: int = 40, protocol: in
             "coarse_labels": [(7 * f) % 20 for f in fine],
             "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
         }
-        with open(folder / name, "wb") as fh:
-            pickle.dump(entry, fh, protocol=protocol)
-    with open(folder / "meta", "wb") as fh:
-        pickle.dump({"fine_label_names": list(FINE), "coarse_label_names": list(COARSE)}, fh, protocol=protocol)
+        _dump(entry, folder / name, protocol)
+    _dump({"fine_label_names": list(FINE), "coarse_label_names": list(COARSE)}, folder / "meta", protocol)
     return folder
 
 
@@ -138,10 +145,11 @@ def one_line(err: pytest.ExceptionInfo, *names: object) -> str:
 
 # ---- CIFAR-100 -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("protocol", [2, 5])
-def test_cifar100_reads_torchvisions_pickles(tmp_path: Path, protocol: int) -> None:
+@pytest.mark.parametrize("protocol", [2, 5, "numpy1"])
+def test_cifar100_reads_torchvisions_pickles(tmp_path: Path, protocol: int | str) -> None:
     folder = write_cifar100(tmp_path / "data", protocol=protocol)
     train, test = read_pickle(folder / "train"), read_pickle(folder / "test")
+    assert (b"numpy.core.multiarray\n" in (folder / "train").read_bytes()) == (protocol == "numpy1")
     fine = load_cifar100(tmp_path / "data", tmp_path / "cache")
     assert fine.classes == FINE
     assert fine.train_x.shape == (60, 3, 32, 32) and fine.train_x.dtype == torch.uint8
@@ -445,6 +453,17 @@ def test_fit_an_original_and_a_method_on_cifar100_through_the_cli(tmp_path: Path
     scalars = read_scalars(tmp_path / "finetune")
     for stream in ("retain", "forget", "val", "test"):
         assert f"val/{stream}_acc" in scalars, sorted(scalars)
+
+
+def test_a_bad_root_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    bad = tmp_path / "no-such-folder"
+    out = run_cli_here("fit", "-c", "configs/cifar100/original.yaml", "--data.init_args.root", str(bad),
+                       *quick_args(tmp_path))
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"unlearning: error: CIFAR-100 root {str(bad)!r} does not exist: expected torchvision's CIFAR-100 "
+        "(a folder holding cifar-100-python/ with train, test and meta)")
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("name", ["original", "retrain"])

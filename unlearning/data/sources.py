@@ -318,8 +318,6 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"it holds code ({module}.{name})")
-        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy 2 moved numpy 1's numpy.core
-            module = "numpy._core." + module.removeprefix("numpy.core.")
         return super().find_class(module, name)
 
 
