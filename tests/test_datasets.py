@@ -281,7 +281,8 @@ def test_augmentation_and_sizing_work_at_any_size(size: tuple[int, int]) -> None
     pad = ImageDataModule(image_size=80, resize_mode="pad", augment=False)
     y = pad.eval_transform(x)
     top, left = (80 - size[0]) // 2, (80 - size[1]) // 2
-    torch.testing.assert_close(y[:, :, top:top + size[0], left:left + size[1]], ImageDataModule(augment=False).eval_transform(x))
+    inside = y[:, :, top:top + size[0], left:left + size[1]]
+    torch.testing.assert_close(inside, ImageDataModule(augment=False).eval_transform(x))
 
 
 # ---- bad input -----------------------------------------------------------------------------------
@@ -342,6 +343,11 @@ def test_corrupt_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         load_cifar100(folder, tmp_path / "cache")
     one_line(err, repr(str(folder / "train")), "[4, 1024]", "N x 3072 uint8")
+    with open(folder / "train", "wb") as fh:  # a fine label past meta's 100 names
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [3, 100], "coarse_labels": [0, 0]}, fh)
+    with pytest.raises(ValueError) as err:
+        load_cifar100(folder, tmp_path / "cache")
+    one_line(err, repr(str(folder / "train")), "fine labels in [3, 100]", "expected labels in [0, 99]")
     write_svhn(tmp_path / "svhn")
     _truncate(tmp_path / "svhn" / "train_32x32.mat")
     with pytest.raises(ValueError) as err:

@@ -483,26 +483,25 @@ def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArray
     if not any((folder / n).is_file() for n in names):
         raise FileNotFoundError(f"CIFAR-100 root {str(folder)!r} holds no train, test or meta file: expected "
                                 f"{_CIFAR100_LAYOUT}")
-    expected = (f"torchvision's CIFAR-100 {{}} pickle (a dict with 'data', N x 3072 uint8, 'fine_labels' and "
-                f"'coarse_labels')")
-
-    def build() -> ImageArrays:
-        meta_expected = "torchvision's CIFAR-100 meta pickle (a dict with 'fine_label_names' and 'coarse_label_names')"
-        classes = tuple(str(c) for c in _read_pickle(folder / "meta", meta_expected, (names_key,))[names_key])
-        parts = []
-        for split in ("train", "test"):
-            what = expected.format(split)
-            x, y = _pickled_images(folder / split, _read_pickle(folder / split, what, ("data", label_key)), what,
-                                   label_key)
-            if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < len(classes):
-                raise ValueError(f"{str(folder / split)!r} has {label_kind} labels in [{int(y.min())}, {int(y.max())}]: "
-                                 f"expected labels in [0, {len(classes) - 1}] (the {len(classes)} {names_key} of meta)")
-            parts += [x, y]
-        return ImageArrays(*parts, classes)
-
     for n in names:
         if not (folder / n).is_file():
             raise FileNotFoundError(f"{str(folder / n)!r} does not exist: expected {_CIFAR100_LAYOUT}")
+    meta_expected = "torchvision's CIFAR-100 meta pickle (a dict with 'fine_label_names' and 'coarse_label_names')"
+
+    def build() -> ImageArrays:
+        classes = tuple(str(c) for c in _read_pickle(folder / "meta", meta_expected, (names_key,))[names_key])
+        parts = []
+        for split in ("train", "test"):
+            path = folder / split
+            what = (f"torchvision's CIFAR-100 {split} pickle (a dict with 'data', N x 3072 uint8, 'fine_labels' "
+                    "and 'coarse_labels')")
+            x, y = _pickled_images(path, _read_pickle(path, what, ("data", label_key)), what, label_key)
+            if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < len(classes):
+                raise ValueError(f"{str(path)!r} has {label_kind} labels in [{int(y.min())}, {int(y.max())}]: "
+                                 f"expected labels in [0, {len(classes) - 1}] (the {names_key} of meta)")
+            parts += [x, y]
+        return ImageArrays(*parts, classes)
+
     return _cached(cache_dir, f"cifar100-{label_kind}", folder, [folder / n for n in names], "", build)
 
 
@@ -591,7 +590,8 @@ _TINY_LAYOUT = ("the tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/*.
                 "val/val_annotations.txt) or a folder holding it")
 
 
-def load_tiny_imagenet(root: str | Path, cache_dir: str | Path | None = None, class_names: str = "words") -> ImageArrays:
+def load_tiny_imagenet(root: str | Path, cache_dir: str | Path | None = None,
+                       class_names: str = "words") -> ImageArrays:
     """Load Tiny-ImageNet (the standard ``tiny-imagenet-200`` layout); its labelled ``val`` split is
     the held-out set (the unlabelled ``test`` split is not read).
 
