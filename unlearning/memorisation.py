@@ -106,6 +106,25 @@ def _subset_file(root: Path, forget: np.ndarray) -> Path:
     return path
 
 
+def _check_subset_split(data: dict[str, Any], forget_file: Path, rows: torch.Tensor, member: np.ndarray) -> None:
+    """Check that the data module, given a subset model's forget index file, keeps the setting's
+    training set and retains exactly the subset (the split of a forget index file is the data
+    module's business: this fails loudly if it ever stops being so).
+
+    Raises:
+        RuntimeError: naming what differs.
+    """
+    init = {**dict(data.get("init_args") or {}), "forget_index_file": str(forget_file), "forget_classes": None}
+    dm = score_datamodule({**data, "init_args": init})
+    dm.setup("fit")
+    if not torch.equal(dm.split.train, rows):
+        raise RuntimeError(f"{data['class_path']} with the forget index file {str(forget_file)!r} trains on another "
+                           "set of examples than the setting: memorisation needs the same training set")
+    if not torch.equal(dm.split.retain, rows[torch.from_numpy(member)]):
+        raise RuntimeError(f"{data['class_path']} with the forget index file {str(forget_file)!r} does not retain "
+                           "the subset it was made from")
+
+
 def _config_seed(cfg: dict[str, Any]) -> int:
     seed = cfg.get("seed_everything", 0)
     return 0 if seed is None or isinstance(seed, bool) else int(seed)
@@ -202,15 +221,6 @@ def run_memorise(
     labels = arrays.train_y[rows].cpu()
     masks = subset_masks(rows.numel(), n_models, subset_fraction, subset_seed)
 
-    oracle_cfg = load_stage_config(oracle, "oracle")
-    subset_jobs = []
-    for k in range(n_models):
-        forget_file = _subset_file(cache_root, rows.numpy()[~masks[k]])
-        args = (*recipe_args, "--data.init_args.forget_index_file", str(forget_file),
-                "--data.init_args.forget_classes", "null")
-        cache = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, args, data))
-        subset_jobs.append(Job("oracle", cache, seed_base + k, oracle, args))
-
     if original.endswith(".ckpt"):
         if not Path(original).is_file():
             raise FileNotFoundError(f"original checkpoint {original!r} does not exist")
@@ -221,6 +231,19 @@ def run_memorise(
         orig_cache = RecipeCache(cache_root, "original", stage_recipe(orig_cfg, orig_args, data))
         orig_job = Job("original", orig_cache, _config_seed(orig_cfg), original, orig_args)
         orig_identity = {"original_key": orig_cache.key, "original_seed": orig_job.seed}
+
+    oracle_cfg = load_stage_config(oracle, "oracle")
+    if not (cache_root / "subsets").is_dir():
+        check_writable(cache_root, "cache folder")
+    subset_jobs = []
+    for k in range(n_models):
+        forget_file = _subset_file(cache_root, rows.numpy()[~masks[k]])
+        args = (*recipe_args, "--data.init_args.forget_index_file", str(forget_file),
+                "--data.init_args.forget_classes", "null")
+        cache = RecipeCache(cache_root, "oracle", stage_recipe(oracle_cfg, args, data))
+        subset_jobs.append(Job("oracle", cache, seed_base + k, oracle, args))
+        if k == 0:
+            _check_subset_split(data, forget_file, rows, masks[0])
 
     all_jobs = ([orig_job] if orig_job is not None else []) + subset_jobs
     work = [j for j in all_jobs if j.cache.get(j.seed) is None]

@@ -95,10 +95,10 @@ def memorisation_estimate(members: np.ndarray | torch.Tensor, correct: np.ndarra
         raise ValueError(f"members and correct must have the same K x N shape, got {m.shape} and {c.shape}")
     if m.dtype != bool:
         if not np.isin(m, (0, 1)).all():
-            raise ValueError(f"members must be booleans (or 0/1), got values such as {m[~np.isin(m, (0, 1))][0]!r}")
+            raise ValueError(f"members must be booleans (or 0/1), got values such as {m[~np.isin(m, (0, 1))][0].item()!r}")
         m = m.astype(bool)
     if not (np.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()):
-        bad = c[~(np.isfinite(c) & (c >= 0) & (c <= 1))][0]
+        bad = c[~(np.isfinite(c) & (c >= 0) & (c <= 1))][0].item()
         raise ValueError(f"correct must hold values in [0, 1] (1 = the model predicts the label), got {bad!r}")
     n_in, n_out = m.sum(0), (~m).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
