@@ -5,7 +5,7 @@ A thin call of ``unlearning memorise -c configs/memorisation/cpu.yaml`` (K subse
 beside the score's models, the original with its training-dynamics proxies), then a summary in
 ``benchmarks/results/memorisation_cpu.json``: per proxy its ``spearman`` against the estimate, the
 estimate's ``n_models`` (K), the entanglement of the forget set, the wall time and the images
-processed (trained on and predicted). From an empty cache it trains K + 1 models (about 15 min on
+processed (trained on and predicted). From an empty cache it trains K + 1 models (about 18 min on
 one core for K = 32); a rerun costs seconds. ``--n_models 2 --epochs 1`` checks that it works.
 
     python benchmarks/memorisation_cpu.py --root ../shared/data/cifar10-jpeg --threads 1
