@@ -51,7 +51,7 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (pkg / "__init__.py").write_text("")
     methods = REPO / "unlearning" / "methods"
     (pkg / "mine.py").write_text((methods / "finetune.py").read_text().replace("Finetune", "MyFinetune"))
-    (pkg / "other.py").write_text((methods / "neggrad.py").read_text().replace("NegGradPlus", "MyNegGradPlus"))
+    (pkg / "other.py").write_text((methods / "neggrad_plus.py").read_text().replace("NegGradPlus", "MyNegGradPlus"))
     (pkg / "derived.py").write_text(
         "from userpkg.mine import MyFinetune\n\n\nclass Derived(MyFinetune):\n    \"\"\"The copy, by another name.\"\"\"\n"
     )

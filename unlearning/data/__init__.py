@@ -15,6 +15,7 @@ from unlearning.data.images import (
     SyntheticImageDataModule,
 )
 from unlearning.data.loaders import TensorLoader
+from unlearning.data.scenarios import ClassForget, ForgetScenario, IndexForget, RandomForget, ScoreBandForget
 from unlearning.data.splits import STREAMS, Split, make_split
 from unlearning.data.two_circles import TwoCircles
 
@@ -22,10 +23,15 @@ __all__ = [
     "STREAMS",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
+    "ClassForget",
+    "ForgetScenario",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "IndexForget",
     "LocalImageDataModule",
+    "RandomForget",
     "SVHNDataModule",
+    "ScoreBandForget",
     "Split",
     "SyntheticImageDataModule",
     "TensorLoader",

@@ -10,7 +10,8 @@ from lightning.pytorch.utilities import CombinedLoader
 
 from unlearning.data.contract import StreamDeclarations
 from unlearning.data.loaders import TensorLoader
-from unlearning.data.splits import STREAMS, Split, check_forget_fraction, load_index_file, make_split
+from unlearning.data.scenarios import ForgetScenario, IndexForget
+from unlearning.data.splits import STREAMS, Split, check_forget_fraction, make_split
 from unlearning.data.sources import ImageArrays
 
 __all__ = ["UnlearningDataModule"]
@@ -40,6 +41,10 @@ class UnlearningDataModule(LightningDataModule):
         forget_classes: forget every example of these classes (ids or names) instead.
         forget_index_file: forget the indices listed in this ``.npy`` or text file instead
             (indices into the source's training set).
+        forget_scenario: the rule that picks the forget set (a class of
+            :mod:`unlearning.data.scenarios`: random, classes, an index file, a band of a
+            memorisation score, ...), instead of ``forget_fraction``, ``forget_classes`` and
+            ``forget_index_file``, which are shorthands for the first three.
         train_subset: use a seeded random subset of this many training images (CPU presets).
         heldout_subset: use a seeded random subset of this many held-out images, split 50/50 into
             val and test (all of them if ``None``); makes every evaluation cheaper on small machines.
@@ -64,6 +69,7 @@ class UnlearningDataModule(LightningDataModule):
         forget_fraction: float = 0.1,
         forget_classes: list[int | str] | None = None,
         forget_index_file: str | None = None,
+        forget_scenario: ForgetScenario | None = None,
         train_subset: int | None = None,
         heldout_subset: int | None = None,
         split_seed: int = 0,
@@ -75,18 +81,25 @@ class UnlearningDataModule(LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
-        if not forget_classes and forget_index_file is None:
+        if forget_scenario is not None and (forget_classes or forget_index_file is not None):
+            raise ValueError("give either a forget_scenario or the forget_classes / forget_index_file shorthands, not both")
+        if forget_index_file is not None:
+            forget_scenario = IndexForget(path=forget_index_file)
+        if not forget_classes and forget_scenario is None:
             check_forget_fraction(forget_fraction)
         if retain_eval_size is not None and retain_eval_size < 1:
             raise ValueError(f"retain_eval_size must be >= 1 or null, got {retain_eval_size}")
         if eval_streams is not None and (not eval_streams or any(s not in EVAL_STREAMS for s in eval_streams)):
             raise ValueError(f"eval_streams must be some of {list(EVAL_STREAMS)}, got {eval_streams}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["forget_scenario"])  # an object: recorded as its spec
+        if forget_scenario is not None:
+            self.hparams["forget_scenario"] = forget_scenario.spec()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.forget_fraction = forget_fraction
         self.forget_classes = forget_classes
         self.forget_index_file = forget_index_file
+        self.forget_scenario = forget_scenario
         self.train_subset = train_subset
         self.heldout_subset = heldout_subset
         self.split_seed = split_seed
@@ -122,15 +135,13 @@ class UnlearningDataModule(LightningDataModule):
         if self.split is not None:
             return
         arrays = self.load_arrays()
-        index = (load_index_file(self.forget_index_file, num_train=int(arrays.train_y.shape[0]))
-                 if self.forget_index_file else None)
         self.split = make_split(
             arrays.train_y,
             int(arrays.heldout_y.shape[0]),
             arrays.classes,
             forget_fraction=self.forget_fraction,
             forget_classes=self.forget_classes,
-            forget_index=index,
+            forget_scenario=self.forget_scenario,
             train_subset=self.train_subset,
             heldout_subset=self.heldout_subset,
             seed=self.split_seed,

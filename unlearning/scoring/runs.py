@@ -33,7 +33,7 @@ from unlearning.scoring.cache import (
 from unlearning.build import build_run
 from unlearning.metrics.evaluation import evaluate
 from unlearning.modules.base import load_checkpoint_meta
-from unlearning.registry import module_class, resolve_class
+from unlearning.registry import find_object, module_class, resolve_class
 from unlearning.scoring.code import code_digests, code_identity
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose, versions
 
@@ -90,9 +90,32 @@ def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any])
 
 
 def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
-    """The data section without where the data lives."""
+    """The data section without where the data lives, and with every file it reads for the split
+    (an index file, a scores file) keyed by its content: a file rewritten in place is a new recipe.
+
+    Raises:
+        ValueError: when such a file does not exist, naming it.
+    """
     init = {k: v for k, v in (data.get("init_args") or {}).items() if k not in DATA_LOCATION}
+    if init.get("forget_index_file") is not None:
+        init["forget_index_file"] = _content(init["forget_index_file"], "forget index file")
+    scenario = init.get("forget_scenario")
+    if isinstance(scenario, dict) and isinstance(scenario.get("class_path"), str):
+        cls = find_object(scenario["class_path"], ("unlearning.data",))
+        args = dict(scenario.get("init_args") or {})
+        for name in getattr(cls, "content_args", ()):
+            if args.get(name) is not None:
+                args[name] = _content(args[name], f"{cls.__name__}'s {name}")
+        init["forget_scenario"] = {"class_path": cls.__name__ if cls is not None else scenario["class_path"],
+                                   "init_args": args}
     return {"class_path": data.get("class_path"), "init_args": init}
+
+
+def _content(path: str | Path, what: str) -> dict[str, str]:
+    """How a file a recipe reads enters its key: the digest of its bytes."""
+    if not Path(path).is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist: expected a file")
+    return {"sha256": file_digest(path)}
 
 
 @contextlib.contextmanager
