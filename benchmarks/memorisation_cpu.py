@@ -29,7 +29,8 @@ from unlearning.memorisation import main as memorise
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", default="../shared/data/cifar10-jpeg", help="local CIFAR-10 copy")
+    p.add_argument("--root", default="../shared/data/cifar10-jpeg",
+                   help="local CIFAR-10 copy ('' keeps the config's data as it is, e.g. synthetic)")
     p.add_argument("--config", default="configs/memorisation/cpu.yaml", help="the memorise config")
     p.add_argument("--n_models", type=int, default=None, help="K (default: the config's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per model (default: the config's recipe_args)")
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cli = ["-c", args.config, "--data.init_args.root", args.root, "--cache_dir", args.cache_dir,
-           "--output_dir", args.output_dir]
+    cli = ["-c", args.config, "--cache_dir", args.cache_dir, "--output_dir", args.output_dir, "--progress", "false"]
+    if args.root:
+        cli += ["--data.init_args.root", args.root]
     if args.n_models is not None:
         cli += ["--n_models", str(args.n_models)]
     if args.epochs is not None:

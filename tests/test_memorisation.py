@@ -248,3 +248,23 @@ def test_memorise_refuses_a_bad_setting(tmp_path: Path, change: dict, match: str
 def test_load_scores_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"memorisation scores '.*nothing.npz' do not exist: expected the memorisation.npz"):
         load_scores(tmp_path / "nothing.npz")
+
+
+def test_the_benchmark_writes_each_proxys_spearman(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memorisation_cpu", REPO / "benchmarks" / "memorisation_cpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "memorisation_cpu.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemorisationWarning)
+        bench.main(["--config", str(TOY), "--root", "", "--n_models", "3", "--epochs", "2", "--cache_dir",
+                    str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"), "--out", str(out)])
+    summary = json.loads(out.read_text())
+    assert summary["n_models"] == 3 and summary["models_trained"] == 4
+    assert set(summary["proxies"]) == {"confidence", "accuracy"}
+    assert all(-1 <= p["spearman"] <= 1 for p in summary["proxies"].values())
+    # 400 images x 2 epochs for the original, 200 x 2 for each subset model, then 4 prediction passes
+    assert summary["images_processed"] == 400 * 2 + 3 * 200 * 2 + 4 * 400
+    assert summary["wall_s"] > 0
