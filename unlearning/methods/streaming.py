@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from unlearning.methods.losses import anchor_penalty, distill_kl, match_unseen
+from unlearning.modules.classifier import make_optimizer
 from unlearning.modules.unlearn import UnlearnModule
 
 __all__ = ["StreamingForget"]
@@ -266,11 +267,8 @@ class StreamingForget(UnlearnModule):
 
     def configure_optimizers(self) -> Any:
         """SGD, optionally with a cosine schedule over all the steps of the stream."""
-        opt = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        if self.scheduler == "none":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches) * self.steps_per_request)
-        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)}
+        return make_optimizer(self, self.net.parameters(), self.lr, self.momentum, self.weight_decay, self.scheduler,
+                              steps_per_batch=self.steps_per_request)
 
     def configure_callbacks(self) -> list[Any]:
         """The base callbacks and the per-request evaluation."""

@@ -26,14 +26,17 @@ def make_optimizer(
     scheduler: Literal["cosine", "none", "piecewise"],
     nesterov: bool = False,
     lr_points: Sequence[Sequence[float]] | None = None,
+    steps_per_batch: int = 1,
 ) -> Any:
-    """SGD with an optional schedule stepped every batch over the whole run: ``cosine`` (to zero)
-    or ``piecewise`` (linear between the ``(fraction of the run, factor of lr)`` points
-    ``lr_points``, see :func:`piecewise_factor`)."""
+    """SGD with an optional schedule stepped every optimiser step over the whole run: ``cosine``
+    (to zero) or ``piecewise`` (linear between the ``(fraction of the run, factor of lr)`` points
+    ``lr_points``, see :func:`piecewise_factor`). A module that takes ``steps_per_batch``
+    optimiser steps per training batch (manual optimisation, stepping the schedule itself) gives
+    that number, so that the schedule spans all of its steps."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if scheduler == "none":
         return opt
-    total = max(1, int(module.trainer.estimated_stepping_batches))
+    total = max(1, int(module.trainer.estimated_stepping_batches) * steps_per_batch)
     if scheduler == "piecewise":
         points = check_lr_points(lr_points)
         sched: Any = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: piecewise_factor(points, step / total))
