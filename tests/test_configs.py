@@ -17,9 +17,18 @@ CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglo
                  if "trainer" in (yaml.safe_load(p.read_text()) or {}))
 
 
-def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path]) -> list[str]:
+@pytest.fixture(scope="module")
+def tiny_cifar100(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CIFAR-100 in torchvision's format (300 training, 100 test images)."""
+    from tests.test_datasets import write_cifar100
+
+    return write_cifar100(tmp_path_factory.mktemp("tiny_cifar100"), n_train=300, n_test=100)
+
+
+def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path], tiny_cifar100: Path | None = None) -> list[str]:
     """Arguments that point a config at tiny data and tiny checkpoints (a score-preset method
-    config, which has no data section of its own, gets the tiny CIFAR-10 folder)."""
+    config, which has no data section of its own, gets the tiny CIFAR-10 folder; a CIFAR-100
+    preset gets ``tiny_cifar100``, files in torchvision's format)."""
     args: list[str] = []
     data = config.get("data", {})
     if not data:
@@ -29,6 +38,8 @@ def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path]) 
         args += ["--data.init_args.root", str(tiny_cifar), "--data.init_args.train_subset", "null"]
         if "heldout_subset" in data.get("init_args", {}):
             args += ["--data.init_args.heldout_subset", "null"]
+    if data.get("class_path", "").endswith("CIFAR100DataModule"):
+        args += ["--data.init_args.root", str(tiny_cifar100)]
     init = config.get("model", {}).get("init_args", {})
     for key in ("original", "oracle", "hypernet"):
         if key in init:
@@ -41,7 +52,7 @@ def overrides_for(config: dict, tiny_cifar: Path, checkpoints: dict[str, Path]) 
 #: every method has three fit configs: the CPU preset's fit runs in the default test run, the
 #: full-scale and score-preset fits (the same classes with other settings) run with ``-m slow``
 #: and are parsed in the default run (unknown keys, wrong types, a class that does not exist)
-SLOW_PREFIXES = ("configs/unlearn/", "configs/score/methods/")
+SLOW_PREFIXES = ("configs/unlearn/", "configs/score/methods/", "configs/cifar100/", "configs/timm/", "configs/torchvision/")
 
 
 def _param(path: str) -> object:
@@ -66,7 +77,9 @@ def test_config_runs(config_path: str, tmp_path: Path, tiny_cifar: Path, request
     ckpts = dict(request.getfixturevalue(fixture)) if needs_ckpt else {}
     if "hypernet" in init:
         ckpts["hypernet"] = request.getfixturevalue("tiny_toy_hypernet" if two_circles else "tiny_hypernet")
-    main(["fit", "-c", config_path, *quick_args(tmp_path), *overrides_for(config, tiny_cifar, ckpts)])
+    cifar100 = request.getfixturevalue("tiny_cifar100") if config.get("data", {}).get("class_path", "").endswith(
+        "CIFAR100DataModule") else None
+    main(["fit", "-c", config_path, *quick_args(tmp_path), *overrides_for(config, tiny_cifar, ckpts, cifar100)])
     run_dir = tmp_path / "run"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
