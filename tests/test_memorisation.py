@@ -268,3 +268,24 @@ def test_the_benchmark_writes_each_proxys_spearman(tmp_path: Path) -> None:
     # 400 images x 2 epochs for the original, 200 x 2 for each subset model, then 4 prediction passes
     assert summary["images_processed"] == 400 * 2 + 3 * 200 * 2 + 4 * 400
     assert summary["wall_s"] > 0
+
+
+def test_a_resumed_fit_keeps_the_dynamics_of_its_checkpoint(tmp_path: Path) -> None:
+    def fit(epochs: int, ckpt: str | None) -> TrainingDynamics:
+        L.seed_everything(0)
+        folder = tmp_path / ("resumed" if ckpt else f"{epochs}")
+        dm = SyntheticImageDataModule(num_train=60, num_heldout=20, image_size=8, batch_size=20, augment=False)
+        module = Classifier(net=MLP(in_features=192, num_classes=10, hidden=8, depth=1), lr=0.01, scheduler="none",
+                            log_distributions=False)
+        cb = TrainingDynamics(filename=None)
+        L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                  enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=folder,
+                  callbacks=[cb, L.pytorch.callbacks.ModelCheckpoint(folder, save_last=True)]).fit(module, dm, ckpt_path=ckpt)
+        return cb
+
+    whole = fit(3, None)
+    fit(2, None)
+    (tmp_path / "2").rename(tmp_path / "resumed")
+    resumed = fit(3, str(tmp_path / "resumed" / "last.ckpt"))
+    np.testing.assert_array_equal(resumed.count, 3)
+    np.testing.assert_allclose(resumed.confidence, whole.confidence, rtol=1e-6)

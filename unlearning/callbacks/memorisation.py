@@ -33,7 +33,8 @@ class TrainingDynamics(Callback):
     of each step is the batch's. The indices come from the training stream's loader: the module
     must train on one stream (``train`` for a :class:`~unlearning.modules.Classifier`, ``retain``
     for an oracle) served by a :class:`~unlearning.data.loaders.TensorLoader`. Under DDP the sums
-    are added over ranks at the end.
+    are added over ranks at the end. The sums are part of the fit's checkpoints (:meth:`state_dict`):
+    a resumed fit goes on from them.
 
     After the fit, :attr:`confidence`, :attr:`accuracy` and :attr:`count` hold one value per
     example of the source's training set (``NaN`` for examples never trained on), and, unless
@@ -59,6 +60,7 @@ class TrainingDynamics(Callback):
         self._armed = False
         self._handle: Any = None
         self._warned = False
+        self._restored: torch.Tensor | None = None
 
     # ---- capture ------------------------------------------------------------------------------
     def _hook(self, _module: Any, _args: Any, output: Any) -> None:
@@ -73,7 +75,14 @@ class TrainingDynamics(Callback):
         if arrays is None:
             raise ValueError(f"TrainingDynamics needs an UnlearningDataModule (its source's training set), "
                              f"got {type(dm).__name__}")
-        self._sums = torch.zeros(3, int(arrays.train_y.shape[0]), dtype=torch.float64, device=pl_module.device)
+        n = int(arrays.train_y.shape[0])
+        if self._restored is not None:  # a resumed fit goes on adding to the sums of its checkpoint
+            if self._restored.shape != (3, n):
+                raise ValueError(f"TrainingDynamics: the checkpoint's sums cover {self._restored.shape[1]} examples, "
+                                 f"the data's training set {n}: resume on the same data")
+            self._sums, self._restored = self._restored.to(pl_module.device), None
+        else:
+            self._sums = torch.zeros(3, n, dtype=torch.float64, device=pl_module.device)
         self._handle = pl_module.register_forward_hook(self._hook)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
@@ -125,6 +134,15 @@ class TrainingDynamics(Callback):
             means = self._sums[:2, seen] / self._sums[2, seen]
             pl_module.log_dict({"dynamics/confidence": means[0].mean().float(),
                                 "dynamics/accuracy": means[1].mean().float()}, sync_dist=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far (saved in a fit's checkpoints, so that a resumed fit keeps them)."""
+        return {"sums": self._sums.cpu()} if self._sums is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the sums of a checkpoint, for the resumed fit."""
+        if "sums" in state_dict:
+            self._restored = state_dict["sums"]
 
     # ---- results ------------------------------------------------------------------------------
     def _release(self) -> None:
