@@ -164,3 +164,19 @@ def test_bad_input_is_one_line(small_weights: tuple[Path, nn.Module], tmp_path: 
     assert "exists: choose another path or pass --overwrite true" in _err(*base, "--weights", str(path),
                                                                           "--strip_prefix", "module.")
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_imported_timm_model(tmp_path: Path) -> None:
+    """A timm model's state_dict saved inside a training script's dict under ``model``."""
+    timm = pytest.importorskip("timm")
+    plain = timm.create_model("resnet18", num_classes=4).eval()
+    weights = tmp_path / "timm.pt"
+    torch.save({"model": plain.state_dict(), "optimizer": {"lr": 0.1}}, weights)
+    spec = {"class_path": "TimmNet", "init_args": {"name": "resnet18", "num_classes": 4}}
+    result = run_import(spec, DATA, str(weights), str(tmp_path / "o.ckpt"), progress=False)
+    assert set(result["accuracy"]) == {"train_acc", "retain_acc", "forget_acc", "val_acc", "test_acc"}
+    net, meta = load_net(tmp_path / "o.ckpt")
+    assert meta["net"]["class_path"] == "unlearning.nets.external.TimmNet"
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(net(x), plain(x))
