@@ -27,6 +27,10 @@ import torch
 from unlearning.memorisation import main as memorise
 
 
+#: how the proxies are oriented (as the scores file stores them)
+SIGN = "1 - the mean over the original's training (higher = more memorised)"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/cifar10-jpeg",
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "subset_fraction": result["subset_fraction"],
         "num_examples": result["num_examples"],
         "num_without_estimate": result["num_without_estimate"],
-        "proxies": {name: {"spearman": rho, "sign": "1 - the mean over the original's training (higher = more memorised)"}
+        "proxies": {name: {"spearman": rho, "sign": SIGN}
                     for name, rho in result["spearman"].items()},
         "entanglement": result["entanglement"],
         "estimate": result["estimate"],

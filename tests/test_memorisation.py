@@ -246,7 +246,7 @@ def test_memorise_refuses_a_bad_setting(tmp_path: Path, change: dict, match: str
 
 
 def test_load_scores_names_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"memorisation scores '.*nothing.npz' do not exist: expected the memorisation.npz"):
+    with pytest.raises(ValueError, match=r"scores '.*nothing.npz' do not exist: expected the memorisation.npz"):
         load_scores(tmp_path / "nothing.npz")
 
 
@@ -280,7 +280,8 @@ def test_a_resumed_fit_keeps_the_dynamics_of_its_checkpoint(tmp_path: Path) -> N
         cb = TrainingDynamics(filename=None)
         L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
                   enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=folder,
-                  callbacks=[cb, L.pytorch.callbacks.ModelCheckpoint(folder, save_last=True)]).fit(module, dm, ckpt_path=ckpt)
+                  callbacks=[cb, L.pytorch.callbacks.ModelCheckpoint(folder, save_last=True)],
+                  ).fit(module, dm, ckpt_path=ckpt)
         return cb
 
     whole = fit(3, None)

@@ -86,11 +86,13 @@ def load_scores(path: str | Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         path = path / SCORES_FILE
     if not path.is_file():
-        raise ValueError(f"memorisation scores {str(path)!r} do not exist: expected the {SCORES_FILE} of unlearning memorise")
+        raise ValueError(f"memorisation scores {str(path)!r} do not exist: "
+                         f"expected the {SCORES_FILE} of unlearning memorise")
     with np.load(path, allow_pickle=False) as f:
         scores = {k: f[k] for k in f.files}
     if "estimate" not in scores or "index" not in scores:
-        raise ValueError(f"memorisation scores {str(path)!r} have no 'index' and 'estimate': not a file of unlearning memorise")
+        raise ValueError(f"memorisation scores {str(path)!r} have no 'index' and 'estimate': "
+                         "not a file of unlearning memorise")
     return scores
 
 
@@ -314,7 +316,8 @@ def run_memorise(
 
     images_trained = sum(float(r.record()["cost"].get("images_seen", 0.0))
                          for j in work if (r := j.cache.get(j.seed)) is not None)
-    setting = {"data": data_recipe(data), "original": orig_identity, "models": [[j.cache.key, j.seed] for j in subset_jobs],
+    setting = {"data": data_recipe(data), "original": orig_identity,
+               "models": [[j.cache.key, j.seed] for j in subset_jobs],
                "subset_fraction": subset_fraction, "subset_seed": subset_seed}
     finite_est = estimate[np.isfinite(estimate)]
     summary = {
@@ -329,7 +332,8 @@ def run_memorise(
         "estimate": {"mean": float(finite_est.mean()), "median": float(np.median(finite_est)),
                      "share_above_0.5": float((finite_est > 0.5).mean())} if finite_est.size else {},
         "spearman": correlations,
-        "proxy_sign": "proxies are 1 - the mean over training (higher = more memorised): a good proxy has a positive Spearman",
+        "proxy_sign": ("proxies are 1 - the mean over training (higher = more memorised): "
+                       "a good proxy has a positive Spearman"),
         "entanglement": entanglement,
         "original": orig_identity,
         "models": [{"kind": "oracle", "key": j.cache.key, "seed": j.seed} for j in subset_jobs],
@@ -382,7 +386,8 @@ def _figures(out: Path, estimate: np.ndarray, proxies: dict[str, np.ndarray], co
             for r, (title, chosen) in enumerate(ends.items()):
                 for ax, i in zip(axes[r], chosen):
                     img = images[i].permute(1, 2, 0).numpy()
-                    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+                    grey = img.shape[-1] == 1
+                    ax.imshow(img.squeeze(-1) if grey else img, cmap="gray" if grey else None)
                     ax.set_title(f"{classes[labels[i]][:10]}\n{estimate[i]:.2f}", fontsize=7)
                     ax.axis("off")
                 axes[r][0].text(-0.1, 0.5, title, transform=axes[r][0].transAxes, rotation=90, ha="right",

@@ -95,7 +95,8 @@ def memorisation_estimate(members: np.ndarray | torch.Tensor, correct: np.ndarra
         raise ValueError(f"members and correct must have the same K x N shape, got {m.shape} and {c.shape}")
     if m.dtype != bool:
         if not np.isin(m, (0, 1)).all():
-            raise ValueError(f"members must be booleans (or 0/1), got values such as {m[~np.isin(m, (0, 1))][0].item()!r}")
+            bad = m[~np.isin(m, (0, 1))][0].item()
+            raise ValueError(f"members must be booleans (or 0/1), got values such as {bad!r}")
         m = m.astype(bool)
     if not (np.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()):
         bad = c[~(np.isfinite(c) & (c >= 0) & (c <= 1))][0].item()
@@ -135,7 +136,8 @@ def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> floa
 def entanglement_score(retain: np.ndarray | torch.Tensor, forget: np.ndarray | torch.Tensor) -> float:
     """RUM's entanglement score of a forget set against its retain set in a feature space:
 
-    ``ES = [mean_{i in R} ||g_i - mu_r||^2 + mean_{j in F} ||g_j - mu_f||^2] / [(||mu_r - mu||^2 + ||mu_f - mu||^2) / 2]``
+    ``ES = [mean_{i in R} ||g_i - mu_r||^2 + mean_{j in F} ||g_j - mu_f||^2]
+    / [(||mu_r - mu||^2 + ||mu_f - mu||^2) / 2]``
 
     with ``mu_r``, ``mu_f`` the sets' means and ``mu = (mu_r + mu_f) / 2``: the spread within the
     two sets over the distance between them. Higher means more entangled (harder to unlearn).
