@@ -25,6 +25,7 @@ from unlearning.methods.l1_sparse import L1Sparse
 from unlearning.methods.lfssd import LFSSD
 from unlearning.methods.neggrad_plus import NegGradPlus
 from unlearning.methods.random_label import RandomLabel
+from unlearning.methods.rum import RUM
 from unlearning.methods.salun import SalUn
 from unlearning.methods.scrub import SCRUB
 from unlearning.methods.ssd import SSD
@@ -35,6 +36,7 @@ from unlearning.registry import module_class
 
 __all__ = [
     "LFSSD",
+    "RUM",
     "SCRUB",
     "SSD",
     "UNSIR",
