@@ -290,3 +290,20 @@ def test_a_resumed_fit_keeps_the_dynamics_of_its_checkpoint(tmp_path: Path) -> N
     resumed = fit(3, str(tmp_path / "resumed" / "last.ckpt"))
     np.testing.assert_array_equal(resumed.count, 3)
     np.testing.assert_allclose(resumed.confidence, whole.confidence, rtol=1e-6)
+
+
+def test_a_checkpoint_original_gives_the_estimate_without_proxies(flipped_run: tuple[dict, Path, Path]) -> None:
+    result, cache, out = flipped_run
+    config = result["config"]
+    (ckpt,) = cache.glob("original-*/seed-*/model.ckpt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemorisationWarning)
+        again = run_memorise(config["data"], str(ckpt), config["oracle"], n_models=config["n_models"],
+                             cache_dir=str(cache), output_dir=str(out.parent), name="from_ckpt", progress=False,
+                             figures=False)
+    assert again["timings"]["models_trained"] == 0
+    assert again["spearman"] == {"confidence": None, "accuracy": None}
+    assert again["entanglement"]["forget"] == pytest.approx(result["entanglement"]["forget"])
+    scores = load_scores(out.parent / "from_ckpt")
+    assert np.isnan(scores["confidence_proxy"]).all()
+    np.testing.assert_array_equal(scores["estimate"], load_scores(out)["estimate"])
