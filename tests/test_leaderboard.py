@@ -87,6 +87,14 @@ def test_a_second_leaderboard_trains_nothing(board: tuple[Path, dict], monkeypat
     (["--methods", '["configs/toy/unlearn/nope.yaml"]'], "method config configs/toy/unlearn/nope.yaml does not exist"),
     (["--variants", '{"x": ["nope", "--model.init_args.lr", "1"]}'], "variant 'x' names method 'nope'"),
     (["--stages_dir", "null"], "needs the one-time stage(s) ['hypernet']: give stages_dir"),
+    (["--scenarios", '{"a": {"class_path": "Nope"}}'], "unknown forget scenario 'Nope': expected one of ClassForget"),
+    (["--scenarios", '{"a": {"class_path": "ClassForget", "init_args": {"classes": [1], "share": 1.5}}}'],
+     "share must be in (0, 1], got 1.5"),
+    (["--scenarios", '{"a": {"class_path": "RandomForget", "init_args": {"fraktion": 0.1}}}'],
+     "forget scenario 'RandomForget': "),
+    (["--scenarios", '{"a": {"class_path": "ScoreBandForget", "init_args": {"scores_file": "none.npz"}}}'],
+     "ScoreBandForget's scores_file 'none.npz' does not exist"),
+    (["--scenarios", "{}"], "scenarios must name at least one forget scenario"),
 ])
 def test_bad_leaderboard_input_is_one_line_exit_2_and_trains_nothing(
     extra: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -102,6 +110,35 @@ def test_bad_leaderboard_input_is_one_line_exit_2_and_trains_nothing(
     assert exit_.value.code == 2
     assert err.strip().count("\n") == 0 and message in err, err
     assert not (tmp_path / "cache").exists() and not (tmp_path / "board").exists()
+
+
+def test_the_scenario_matrix_has_a_row_per_scenario_and_method_and_one_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two scenarios of the toy: each its own oracles and leaderboard, one original for both, and
+    the matrix's files with the keys the committed CPU matrix is read by."""
+    monkeypatch.chdir(REPO)
+    scenarios = {"random": {"class_path": "RandomForget", "init_args": {"fraction": 0.1}},
+                 "part_of_class_1": {"class_path": "ClassForget", "init_args": {"classes": [1], "share": 0.2}}}
+    payload = main(["leaderboard", "-c", "configs/leaderboard/toy.yaml", "--n_models", "2", "--progress", "false",
+                    "--methods", "[configs/toy/unlearn/finetune.yaml]", "--variants", "{}",
+                    "--scenarios", json.dumps(scenarios),
+                    "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "board")])
+    out = tmp_path / "board"
+    saved = json.loads((out / "scenarios.json").read_text())
+    assert [(r["scenario"], r["method"]) for r in saved["rows"]] == [("random", "finetune"), ("part_of_class_1", "finetune")]
+    for row in saved["rows"]:
+        assert set(row) >= {"scenario", "method", "n_models", "ceiling", "relative_forgetting", "final_score",
+                            "over_cost_limit"}
+        board = json.loads((out / row["scenario"] / "leaderboard.json").read_text())
+        assert row["final_score"] == board["rows"][0]["final_score"]
+    assert [r["final_score"] for r in payload["rows"]] == [r["final_score"] for r in saved["rows"]]
+    sizes = {r["scenario"]: r["num_forget"] for r in saved["rows"]}
+    assert sizes == {"random": 20, "part_of_class_1": 20}
+    assert len(list((tmp_path / "cache").glob("original-*"))) == 1  # the forget set does not change the original
+    assert len(list((tmp_path / "cache").glob("oracle-*"))) == 2
+    assert (out / "scenarios.png").stat().st_size > 5000
+    assert "| finetune |" in (out / "scenarios.md").read_text()
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "leaderboard").glob("*.yaml")), ids=lambda p: p.name)

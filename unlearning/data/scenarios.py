@@ -149,6 +149,9 @@ class ForgetScenario:
 
     #: init arguments that name files whose content enters the cache key in place of the path
     content_args: ClassVar[tuple[str, ...]] = ()
+    #: whether :meth:`pinned` returns examples the training subset must hold (the scenario then
+    #: shapes the original's training set, not only the split of it)
+    pins_examples: ClassVar[bool] = False
 
     def spec(self) -> dict[str, Any]:
         """The scenario as a config section (``class_path`` and ``init_args``), of plain values."""
@@ -243,6 +246,7 @@ class IndexForget(ForgetScenario):
     """
 
     content_args: ClassVar[tuple[str, ...]] = ("path",)
+    pins_examples: ClassVar[bool] = True
 
     def __init__(self, path: str | None = None, indices: list[int] | None = None) -> None:
         if (path is None) == (indices is None):

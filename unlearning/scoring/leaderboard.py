@@ -37,6 +37,7 @@ import numpy as np
 from unlearning.methods import declared_stages
 from unlearning.metrics.forgetting import forgetting_points
 from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.matrix import scenario_data, write_matrix
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
@@ -115,9 +116,11 @@ def run_leaderboard(
     stages_dir: str | None = None,
     variants: dict[str, list[str]] | None = None,
     baseline: str | None = "finetune",
+    scenarios: dict[str, dict[str, Any]] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Score every method on one setting and write the leaderboard (see the module docstring).
+    """Score every method on one setting and write the leaderboard (see the module docstring); with
+    ``scenarios``, on every forget scenario, and write the method x scenario matrix.
 
     Args:
         data: the data split (a ``class_path``/``init_args`` section), as in ``unlearning score``.
@@ -132,17 +135,38 @@ def run_leaderboard(
             method (by file name) run with the extra arguments.
         baseline: the method (by file name) whose per-request cost a one-time stage's payoff is
             measured against; ``None`` for none.
+        scenarios: ``{name: forget scenario}`` (each a ``class_path``/``init_args`` section of a
+            :class:`~unlearning.data.scenarios.ForgetScenario`, replacing the data section's
+            forget set): one leaderboard per scenario under ``<output_dir>/<name>/``, each with its
+            own oracles, and the matrix (:mod:`unlearning.scoring.matrix`) in ``output_dir``.
         config: the leaderboard's own config, stored in ``leaderboard.json``.
 
     Returns:
-        The content of ``leaderboard.json``, or ``None`` when models are still missing after
-        training this process's share (``seeds``).
+        The content of ``leaderboard.json`` (with ``scenarios``: of ``scenarios.json``), or
+        ``None`` when models are still missing after training this process's share (``seeds``).
 
     Raises:
         ValueError: on an empty or ambiguous method list, a variant of an unknown method, or a bad
             setting of the score.
         FileNotFoundError: when a config does not exist.
     """
+    if scenarios is not None:
+        if not scenarios:
+            raise ValueError("scenarios must name at least one forget scenario, got an empty mapping")
+        datas = {name: scenario_data(data, spec) for name, spec in scenarios.items()}  # all checked up front
+        boards = {}
+        for name, scenario_section in datas.items():
+            if setting.progress:
+                print(f"#### scenario {name}", flush=True)
+            board = run_leaderboard(scenario_section, methods, setting, str(Path(output_dir) / name), stages_dir,
+                                    variants, baseline, None, config)
+            if board is not None:
+                boards[name] = board
+        if len(boards) < len(datas):
+            return None
+        return write_matrix(Path(output_dir), boards, {
+            "n_models": setting.n_models, "seed_base": setting.seed_base, "cost_limit": setting.cost_limit,
+            "scenarios": scenarios, "config": config or {}})
     t0 = time.perf_counter()
     configs = {p.stem: p for p in method_configs(methods)}
     runs: list[tuple[str, Path, list[str]]] = [(name, cfg, []) for name, cfg in configs.items()]

@@ -38,13 +38,16 @@ from unlearning.scoring.code import code_digests, code_identity
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose, versions
 
 __all__ = [
+    "FORGET_SET_ARGS",
     "checkpoint_identity",
     "complete_evaluation",
+    "data_recipe",
     "load_stage_config",
     "needs_completion",
     "score_datamodule",
     "stage_recipe",
     "train_cached_model",
+    "training_data",
 ]
 
 #: trainer settings that do not change the trained model (logging, progress, validation, placement)
@@ -57,6 +60,8 @@ _TRAINER_COSMETIC = {
 _MODEL_COSMETIC = {"original", "oracle", "oracle_train_time_s", "log_distributions"}
 #: data arguments that say where the data is, not what it is
 DATA_LOCATION = {"root", "cache_dir", "num_workers"}
+#: the data module arguments that choose the forget set (see :func:`training_data`)
+FORGET_SET_ARGS = ("forget_fraction", "forget_classes", "forget_index_file", "forget_scenario")
 #: only these streams are evaluated for a score (val is not used)
 SCORE_STREAMS = ("retain", "forget", "test")
 
@@ -109,6 +114,28 @@ def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
         init["forget_scenario"] = {"class_path": cls.__name__ if cls is not None else scenario["class_path"],
                                    "init_args": args}
     return {"class_path": data.get("class_path"), "init_args": init}
+
+
+def training_data(data: dict[str, Any]) -> dict[str, Any]:
+    """The data section as the original's recipe sees it: without the forget set, which does not
+    change what the original trains on (retain and forget together), unless it pins examples into a
+    training subset (an index file with ``train_subset``). Every scenario of one setting then shares
+    one original.
+
+    Args:
+        data: a data section (``class_path``/``init_args``).
+
+    Returns:
+        A new section without the forget-set arguments (or ``data`` itself when they shape the
+        training set).
+    """
+    init = dict(data.get("init_args") or {})
+    scenario = init.get("forget_scenario")
+    cls = find_object(scenario["class_path"], ("unlearning.data",)) if isinstance(scenario, dict) else None
+    pins = init.get("forget_index_file") is not None or bool(getattr(cls, "pins_examples", False))
+    if pins and init.get("train_subset") is not None:
+        return data
+    return {**data, "init_args": {k: v for k, v in init.items() if k not in FORGET_SET_ARGS}}
 
 
 def _content(path: str | Path, what: str) -> dict[str, str]:

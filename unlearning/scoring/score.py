@@ -44,6 +44,7 @@ from unlearning.scoring.runs import (
     needs_completion,
     score_datamodule,
     stage_recipe,
+    training_data,
 )
 from unlearning.scoring.setting import ScoreSetting
 from unlearning.scoring.training import Job, TrainPlan, train_plan
@@ -114,7 +115,7 @@ def _original_run(
         return None, 0, checkpoint_identity(original)
     cfg = load_stage_config(original, "original")
     seed = _config_seed(cfg)
-    cache = RecipeCache(cache_dir, "original", stage_recipe(cfg, recipe_args, data))
+    cache = RecipeCache(cache_dir, "original", stage_recipe(cfg, recipe_args, training_data(data)))
     return cache, seed, {"original_key": cache.key, "original_seed": seed}
 
 
