@@ -45,6 +45,7 @@ inside the first training step.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from typing import Any, ClassVar
 
@@ -56,7 +57,7 @@ from lightning.pytorch import Trainer
 from unlearning.modules.unlearn import UnlearnModule
 from unlearning.registry import resolve_class
 
-__all__ = ["LEVELS", "RUM", "Level", "memorisation_levels"]
+__all__ = ["LEVELS", "RUM", "Level", "memorisation_levels", "plain"]
 
 #: the levels' names, from the least to the most memorised
 LEVELS = ("low", "medium", "high")
@@ -66,6 +67,18 @@ LEVEL_KEYS = ("method", "epochs", "steps", "batches", "lr")
 LEVEL_STREAMS = frozenset({"retain", "forget", "val"})
 #: the arguments RUM gives a level's method itself
 SUPPLIED_ARGS = ("original", "oracle", "net_spec")
+
+
+def plain(value: Any) -> Any:
+    """A config value as plain dicts and lists: the command line's parser hands a nested section
+    whose ``class_path`` it can import as a namespace (with the class's defaults filled in)."""
+    if isinstance(value, argparse.Namespace):
+        value = value.as_dict() if hasattr(value, "as_dict") else vars(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def memorisation_levels(scores: np.ndarray, indices: np.ndarray, shares: tuple[float, ...]) -> list[np.ndarray]:
@@ -138,6 +151,7 @@ class RUM(UnlearnModule):
         score_key: str = "estimate",
         **kwargs: Any,
     ) -> None:
+        low, medium, high = plain(low), plain(medium), plain(high)  # saved as plain containers (weights_only loads)
         super().__init__(**kwargs)
         self.automatic_optimization = False
         shares = [1 / 3] * 3 if shares is None else list(shares)
@@ -190,13 +204,15 @@ class RUM(UnlearnModule):
                                     or batches <= 0 or (isinstance(batches, float) and batches > 1)):
             raise ValueError(f"{where}: batches must be an integer >= 1 or a share in (0, 1], got {batches!r}")
         init_args = dict(method.get("init_args") or {})
-        supplied = [k for k in SUPPLIED_ARGS if k in init_args]
+        supplied = [k for k in SUPPLIED_ARGS if init_args.get(k) is not None]
+        for key in SUPPLIED_ARGS:
+            init_args.pop(key, None)
         if supplied:
             raise ValueError(f"{where}: init_args sets {supplied[0]!r}, which RUM supplies (the previous level's model)")
         if spec.get("lr") is not None:
             init_args["lr"] = spec["lr"]
         try:
-            module = cls(net_spec=self.net_spec, log_distributions=False, **init_args)
+            module = cls(net_spec=self.net_spec, **{**init_args, "log_distributions": False})
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where} ({cls.__name__}): {err}") from None
         return Level(name, module, epochs, steps, batches)
@@ -210,7 +226,7 @@ class RUM(UnlearnModule):
         return {"forget": {"batch_size": size, "drop_single": False}}
 
     def configure_optimizers(self) -> Any:
-        """A plain SGD over the network that RUM never steps (each level's method has its own)."""
+        """A plain SGD over the network that never receives a gradient (each level's method has its own)."""
         return torch.optim.SGD(self.net.parameters(), lr=self.lr)
 
     # ---- memorisation -----------------------------------------------------------------------
@@ -313,12 +329,15 @@ class RUM(UnlearnModule):
             })
 
     def training_step(self, batch: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_idx: int) -> None:
-        """Run every level (on the first step), then stop the fit."""
+        """Run every level (on the first step), then stop the fit. An optimiser step without
+        gradients (it changes no weight) counts as the trainer's step, so that the checkpoint
+        callbacks save the result as for any method."""
         if not self.level_report:
             self.run_levels()
             for row in self.level_report:
                 self.log(f"train/{row['level']}_examples", float(row["examples"]))
                 self.log(f"train/{row['level']}_images", float(row["images_seen"]))
+        self.optimizers().step()
         self.trainer.should_stop = True
 
     def checkpoint_meta(self) -> dict[str, Any]:
