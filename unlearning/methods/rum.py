@@ -18,7 +18,7 @@ A meta-method: it wraps other methods.
    as it would alone (its own optimiser, schedule, hooks and pre-passes), in a Lightning fit of its
    own on the same data module, whose forget set is, for that fit, the level's examples only; the
    retain set is the whole retain set at every level (no forget example of a later level is ever
-   trained on as retain). A method that keeps a frozen original (a teacher) gets the model the
+   trained on as retain; the published code keeps the levels not yet unlearned in its retain set). A method that keeps a frozen original (a teacher) gets the model the
    level starts from, as if it were run alone on that model.
 
 RUM's published recipe (CIFAR-10): nothing on low, Finetune (10 epochs, lr 0.1) on medium, SalUn
@@ -140,6 +140,9 @@ class RUM(UnlearnModule):
     extra_streams: ClassVar[tuple[str, ...]] = ("retain", "val")
     #: the levels run in the first training step, outside the checkpoint
     resumable: ClassVar[bool] = False
+    #: init arguments naming a file the result depends on (a cache should key them by content,
+    #: as the data scenarios' ``content_args``)
+    content_args: ClassVar[tuple[str, ...]] = ("scores_file",)
 
     def __init__(
         self,
@@ -156,7 +159,8 @@ class RUM(UnlearnModule):
         self.automatic_optimization = False
         shares = [1 / 3] * 3 if shares is None else list(shares)
         if len(shares) != len(LEVELS) or any(not np.isfinite(s) or s < 0 for s in shares) or abs(sum(shares) - 1) > 1e-6:
-            raise ValueError(f"RUM shares must be {len(LEVELS)} non-negative numbers (low, medium, high) summing to 1, got {shares}")
+            raise ValueError(f"RUM shares must be {len(LEVELS)} non-negative numbers (low, medium, high) "
+                             f"summing to 1, got {shares}")
         self.shares = tuple(float(s) for s in shares)
         self.scores_file, self.score_key = scores_file, score_key
         #: the levels, low to high; their modules are not submodules (nothing of theirs is saved)
