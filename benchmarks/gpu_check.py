@@ -12,12 +12,12 @@ measured):
    loop; ``benchmarks/results/throughput_<tag>_{fp32,bf16}.json`` in throughput.py's shape.
 2. ``presets``: the CPU preset's original and oracle (``configs/cpu/original.yaml``,
    ``configs/cpu/retrain.yaml``) trained on CUDA in fp32 and bf16-mixed through the score's own
-   training (:func:`unlearning.scoring.runs.train_cached_model`: no validation, then a test of
+   training (:func:`unlearning.scoring.cached_model.train_cached_model`: no validation, then a test of
    the retain, forget and test streams): wall seconds, training images/s, test accuracy.
 3. ``fast``: the fast recipe at full scale (``configs/fast/retrain.yaml``, the oracle, on the 45k
    retain images; ``configs/fast/original.yaml`` on all 50k), the same way.
 4. ``parallel``: K = 4, 2, 1 oracles trained at once on the one GPU through the score's
-   ``--jobs K`` path (:func:`unlearning.scoring.training.train_plan`, K spawned workers), one
+   ``--jobs K`` path (:func:`unlearning.scoring.schedule.train_plan`, K spawned workers), one
    oracle per worker, for the fast oracle (``configs/score/fast.yaml``, 5 epochs instead of 10)
    and the ResNet-18 oracle (``configs/score/full.yaml``, 1 epoch instead of 50; the fast
    oracle's K = 1 is section 3's); models per hour for each K and, from them, the estimated wall
@@ -254,7 +254,7 @@ def tiny_args(args: argparse.Namespace) -> list[str]:
 
 def run_fits(args: argparse.Namespace, name: str, fits: list[tuple[str, str, str]]) -> dict[str, Any]:
     """Train each (label, fit config, precision) once, seed 0, as the score trains a model."""
-    from unlearning.scoring.runs import train_cached_model
+    from unlearning.scoring.cached_model import train_cached_model
 
     quiet()
     out = Path(args.work) / f"{name}.json"
@@ -303,8 +303,8 @@ def section_parallel(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from unlearning.scoring.cache import RecipeCache
-    from unlearning.scoring.runs import load_stage_config, stage_recipe
-    from unlearning.scoring.training import Job, TrainPlan, train_plan
+    from unlearning.scoring.cached_model import load_stage_config, stage_recipe
+    from unlearning.scoring.schedule import Job, TrainPlan, train_plan
 
     quiet()
     out = Path(args.work) / "parallel.json"

@@ -2,7 +2,7 @@
 
 Each setting trains the same number of CPU-preset oracles (``configs/score/cpu.yaml``: the small
 CNN on the 4,000-image subset, 8 epochs) from an empty cache of its own, through the same code the
-score uses (:func:`unlearning.scoring.training.train_plan`): K worker processes with
+score uses (:func:`unlearning.scoring.schedule.train_plan`): K worker processes with
 ``threads / K`` torch threads each, claiming models from one plan. The settings alternate in
 rounds, so that a change of the machine's load hits all of them; run it alone.
 
@@ -28,8 +28,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from unlearning.scoring.cache import RecipeCache
-from unlearning.scoring.runs import load_stage_config, stage_recipe
-from unlearning.scoring.training import Job, TrainPlan, train_plan
+from unlearning.scoring.cached_model import load_stage_config, stage_recipe
+from unlearning.scoring.schedule import Job, TrainPlan, train_plan
 
 
 def time_plan(cfg: dict[str, Any], data: dict[str, Any], recipe_args: list[str], k: int, models: int,

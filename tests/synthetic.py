@@ -20,7 +20,7 @@ from unlearning.modules.checkpoint import META_KEY
 from unlearning.runfolder import safe_load
 
 from unlearning.data import SyntheticImageDataModule, UnlearningDataModule
-from unlearning.data.sources import ImageArrays
+from unlearning.data.sources import SourceArrays
 from unlearning.modules import Classifier, RetrainOracle
 from unlearning.nets import SmallCNN
 
@@ -159,8 +159,8 @@ class IndexedImages(UnlearningDataModule):
         x[:, 0, 0, 0], x[:, 1, 0, 0], x[:, 2, 0, 0] = (i % 256) / 255, (i // 256) / 255, float(heldout)
         return x
 
-    def load_arrays(self) -> ImageArrays:
-        return ImageArrays(self._images(self.num_train, False), torch.arange(self.num_train) % 10,
+    def load_arrays(self) -> SourceArrays:
+        return SourceArrays(self._images(self.num_train, False), torch.arange(self.num_train) % 10,
                            self._images(self.num_heldout, True), torch.arange(self.num_heldout) % 10,
                            tuple(str(c) for c in range(10)))
 

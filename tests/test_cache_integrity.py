@@ -23,8 +23,8 @@ import yaml
 
 from tests.conftest import REPO
 from unlearning.scoring.cache import RecipeCache
-from unlearning.scoring.code import code_identity
-from unlearning.scoring.runs import load_stage_config, stage_recipe
+from unlearning.scoring.fingerprint import code_identity
+from unlearning.scoring.cached_model import load_stage_config, stage_recipe
 
 TOY = REPO / "configs" / "score" / "toy.yaml"
 DATA = yaml.safe_load(TOY.read_text())["data"]

@@ -257,7 +257,7 @@ def test_the_recipe_callbacks_code_is_part_of_the_cache_key() -> None:
     classes are named in the module's settings), and configs naming no such class keep their keys."""
     import yaml
 
-    from unlearning.scoring.code import code_identity
+    from unlearning.scoring.fingerprint import code_identity
 
     fast = yaml.safe_load((REPO / "configs/fast/original.yaml").read_text())
     assert "unlearning.callbacks.recipe" in code_identity(fast, fast["data"])["other"]["files"]

@@ -103,7 +103,7 @@ def test_nothing_below_the_command_line_imports_it() -> None:
     ("source", "expected"),
     [
         ("def f():\n    from unlearning.cli import main\n", [(2, "unlearning.cli")]),
-        ("if TYPE_CHECKING:\n    import unlearning.scoring.code as c\n", [(2, "unlearning.scoring.code")]),
+        ("if TYPE_CHECKING:\n    import unlearning.scoring.fingerprint as c\n", [(2, "unlearning.scoring.fingerprint")]),
         ("from ..scoring import runs\n", [(1, "unlearning.scoring")]),
         ("from . import base\n", [(1, "unlearning.methods")]),
         ("import numpy\nfrom lightning import Trainer\n", []),

@@ -145,7 +145,7 @@ def test_the_scenario_matrix_has_a_row_per_scenario_and_method_and_one_original(
 def test_leaderboard_configs_parse_and_name_existing_configs(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unlearning.scoring.cli import leaderboard_parser
     from unlearning.scoring.leaderboard import _stage_configs, method_configs
-    from unlearning.scoring.runs import load_stage_config
+    from unlearning.scoring.cached_model import load_stage_config
 
     monkeypatch.chdir(REPO)
     cfg = leaderboard_parser().parse_args(["-c", str(config)])

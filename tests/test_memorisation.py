@@ -16,7 +16,7 @@ import yaml
 
 from unlearning.callbacks import TrainingDynamics
 from unlearning.data import SyntheticImageDataModule
-from unlearning.data.sources import ImageArrays
+from unlearning.data.sources import SourceArrays
 from unlearning.memorisation import SCORES_FILE, SUMMARY_FILE, load_scores, run_memorise
 from unlearning.metrics import (
     MemorisationWarning,
@@ -40,11 +40,11 @@ class FlippedSynthetic(SyntheticImageDataModule):
     """The synthetic images with the labels of :data:`FLIPPED` moved to the next class: examples
     that a model predicts as labelled only if it trained on them."""
 
-    def load_arrays(self) -> ImageArrays:
+    def load_arrays(self) -> SourceArrays:
         a = super().load_arrays()
         y = a.train_y.clone()
         y[FLIPPED] = (y[FLIPPED] + 1) % len(a.classes)
-        return ImageArrays(a.train_x, y, a.heldout_x, a.heldout_y, a.classes)
+        return SourceArrays(a.train_x, y, a.heldout_x, a.heldout_y, a.classes)
 
 
 # ---- the estimate ---------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_a_malicious_cache_entry_is_refused(tmp_path: Path, evil: tuple[Path, Pa
     shutil.copy(path, oracle / "model.ckpt")
     (oracle / "retain_lsc.npy").unlink()  # an entry from before KLOM: the score evaluates it again
     from unlearning.scoring.cache import CachedRun
-    from unlearning.scoring.runs import complete_evaluation
+    from unlearning.scoring.cached_model import complete_evaluation
 
     with pytest.raises(ValueError, match="cannot be loaded safely"):
         complete_evaluation(CachedRun(0, oracle), {"class_path": "TwoCircles", "init_args": {"num_train": 200}})

@@ -14,7 +14,7 @@ from tests.conftest import REPO, quick_args, run_cli_here
 from unlearning.cli import main
 from unlearning.data import TwoCircles, make_split
 from unlearning.data.scenarios import ClassForget, IndexForget, RandomForget, ScoreBandForget
-from unlearning.scoring.runs import data_recipe
+from unlearning.scoring.cached_model import data_recipe
 
 NAMES = [f"c{i}" for i in range(10)]
 N = 2000

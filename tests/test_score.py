@@ -201,7 +201,7 @@ def test_aggregation_by_hand(tmp_path: Path) -> None:
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "score").glob("*.yaml")), ids=lambda p: p.name)
 def test_score_configs_parse_and_name_existing_configs(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unlearning.scoring.cli import score_parser
-    from unlearning.scoring.runs import load_stage_config
+    from unlearning.scoring.cached_model import load_stage_config
 
     monkeypatch.chdir(REPO)
     cfg = score_parser().parse_args(["-c", str(config)])
@@ -293,7 +293,7 @@ def _key(changes: dict[str, object]) -> str:
     import copy
 
     from unlearning.scoring.cache import recipe_key
-    from unlearning.scoring.runs import stage_recipe
+    from unlearning.scoring.cached_model import stage_recipe
 
     cfg, data, args = copy.deepcopy(RECIPE), copy.deepcopy(DATA), []
     for path, value in changes.items():
@@ -404,7 +404,7 @@ def test_completing_a_cached_entry_reproduces_its_test(tmp_path: Path) -> None:
     kept) is evaluated once more without a Trainer: what it gets back equals what its own test
     measured."""
     from unlearning.scoring.cache import CachedRun, MARGIN_FILES, RECORD_FILE
-    from unlearning.scoring.runs import complete_evaluation, needs_completion, score_datamodule
+    from unlearning.scoring.cached_model import complete_evaluation, needs_completion, score_datamodule
 
     main(_score_args(tmp_path))
     (entry,) = sorted((tmp_path / "cache").glob("method-*/seed-0000"))

@@ -15,18 +15,23 @@ import os
 import re
 import sys
 from pathlib import Path
+import typing
 from typing import Any, NamedTuple, NoReturn
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
 
 import unlearning
 import unlearning.data
 import unlearning.methods
 import unlearning.modules  # noqa: F401 - imported so that short class names resolve
 from unlearning.callbacks.hparams import FinalHparams
+from unlearning.nets import Net
+from unlearning.registry import find_object
 from unlearning.runfolder import (
     Snapshot,
     check_checkpoint_network,
@@ -39,7 +44,8 @@ from unlearning.runfolder import (
 from unlearning.utils import check_writable, silence_lightning_noise, verbose
 
 __all__ = [
-    "NO_CHECKPOINTS", "ConfigParser", "InitArgumentError", "Run", "RunCLI", "build_run", "error_reason", "run_command",
+    "NO_CHECKPOINTS", "ConfigParser", "InitArgumentError", "NetworkHelpFormatter", "Run", "RunCLI", "build_run",
+    "error_reason", "run_command",
 ]
 
 #: overrides that keep the two checkpoint callbacks from writing anything (a run whose caller saves
@@ -52,6 +58,44 @@ class InitArgumentError(TypeError):
     classes were instantiated (e.g. a network a method cannot work with). It is bad input, printed
     as one line by the command; a ``TypeError`` raised anywhere else is a bug and keeps its traceback.
     The original error is its ``__cause__``."""
+
+
+#: packages whose ``nn.Module`` subclasses (layers, heads, metrics) are not offered as a network
+_LIBRARIES = frozenset({"torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric", "pytorch_lightning", "timm"})
+
+
+def _offered_network(class_path: str) -> bool:
+    """Whether ``--model.net``'s help lists ``class_path``: a network of :mod:`unlearning.nets`
+    or a user's ``nn.Module``, not a library's layer, a LightningModule or a part of a method."""
+    root = class_path.split(".", 1)[0]
+    if root in _LIBRARIES:
+        return False
+    try:
+        cls = find_object(class_path)
+    except ImportError:  # pragma: no cover - listed by jsonargparse, so importable
+        return False
+    if cls is None:  # pragma: no cover - listed by jsonargparse, so importable
+        return False
+    if root == "unlearning":
+        return isinstance(cls, type) and issubclass(cls, Net) and cls is not Net
+    return not (isinstance(cls, type) and issubclass(cls, LightningModule))
+
+
+class NetworkHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the "known subclasses" of an ``nn.Module`` argument (a network)
+    cut to the project's networks and the user's, instead of every layer that torch, torchvision
+    and Lightning define (hundreds of lines)."""
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        hint = getattr(action, "_typehint", None)
+        head, sep, tail = text.partition(", known subclasses: ")
+        if not sep or nn.Module not in (hint, *typing.get_args(hint)):
+            return text
+        paths = [s.strip() for s in tail.rstrip(")").split(",")]
+        kept = [s for s in paths if _offered_network(s)]
+        listed = f", known subclasses: {', '.join(kept)}" if kept else ""
+        return f"{head}{listed}; or any torch.nn.Module by class path)"
 
 
 class ConfigParser(LightningArgumentParser):

@@ -12,17 +12,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import typing
 from typing import Any
 
-from jsonargparse import ArgumentParser, DefaultHelpFormatter
-from lightning.pytorch import LightningModule
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser
-from torch import nn
 
-from unlearning.build import ConfigParser, InitArgumentError, RunCLI, error_reason, run_command
-from unlearning.nets import Net
-from unlearning.registry import find_object
+from unlearning.build import ConfigParser, InitArgumentError, NetworkHelpFormatter, RunCLI, error_reason, run_command
 from unlearning.utils import silence_lightning_noise, verbose
 
 __all__ = ["OWN_SUBCOMMANDS", "SUBCOMMANDS", "UnlearningArgumentParser", "UnlearningCLI", "main", "run"]
@@ -60,50 +55,12 @@ OWN_SUBCOMMANDS = {
 }
 
 
-#: packages whose ``nn.Module`` subclasses (layers, heads, metrics) are not offered as a network
-_LIBRARIES = frozenset({"torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric", "pytorch_lightning"})
-
-
-def _offered_network(class_path: str) -> bool:
-    """Whether ``--model.net``'s help lists ``class_path``: a network of :mod:`unlearning.nets`
-    or a user's ``nn.Module``, not a library's layer, a LightningModule or a part of a method."""
-    root = class_path.split(".", 1)[0]
-    if root in _LIBRARIES:
-        return False
-    try:
-        cls = find_object(class_path)
-    except ImportError:  # pragma: no cover - listed by jsonargparse, so importable
-        return False
-    if cls is None:  # pragma: no cover - listed by jsonargparse, so importable
-        return False
-    if root == "unlearning":
-        return isinstance(cls, type) and issubclass(cls, Net) and cls is not Net
-    return not (isinstance(cls, type) and issubclass(cls, LightningModule))
-
-
-class _HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's help, with the "known subclasses" of an ``nn.Module`` argument (a network)
-    cut to the project's networks and the user's, instead of every layer that torch, torchvision
-    and Lightning define (hundreds of lines)."""
-
-    def _get_help_string(self, action: Any) -> str:
-        text = super()._get_help_string(action)
-        hint = getattr(action, "_typehint", None)
-        head, sep, tail = text.partition(", known subclasses: ")
-        if not sep or nn.Module not in (hint, *typing.get_args(hint)):
-            return text
-        paths = [s.strip() for s in tail.rstrip(")").split(",")]
-        kept = [s for s in paths if _offered_network(s)]
-        listed = f", known subclasses: {', '.join(kept)}" if kept else ""
-        return f"{head}{listed}; or any torch.nn.Module by class path)"
-
-
 class UnlearningArgumentParser(ConfigParser):
     """The parser of every ``unlearning`` subcommand: the program's description and a help that
     fits on a screen or two (its one-line errors: :class:`~unlearning.build.ConfigParser`)."""
 
     def __init__(self, *args: Any, description: str = DESCRIPTION, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("formatter_class", NetworkHelpFormatter)
         super().__init__(*args, description=description, **kwargs)
 
 

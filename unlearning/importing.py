@@ -31,6 +31,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 import unlearning.data  # noqa: F401 - short class names of the data modules
+from unlearning.build import ConfigParser, NetworkHelpFormatter
 from unlearning.data.base import UnlearningDataModule
 from unlearning.nets import build_net, net_num_classes, weights_module
 from unlearning.registry import resolve_class
@@ -300,10 +301,8 @@ def run_import(
 
 def import_parser() -> ArgumentParser:
     """The parser of ``unlearning import``."""
-    from unlearning.build import ConfigParser
-    from unlearning.cli import _HelpFormatter  # the networks' help cut to the project's and the user's
 
-    parser = ConfigParser(prog="unlearning import", default_meta=False, formatter_class=_HelpFormatter, description=(
+    parser = ConfigParser(prog="unlearning import", default_meta=False, formatter_class=NetworkHelpFormatter, description=(
         "Import a model trained elsewhere (a network spec and a state_dict file) as the original: "
         "check its weights against the network and the data, print its accuracy on train, retain, "
         "forget, val and test, and write a Classifier checkpoint that every command takes as original."))

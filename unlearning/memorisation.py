@@ -58,8 +58,8 @@ from unlearning.metrics.memorisation import (
 )
 from unlearning.modules.checkpoint import load_net
 from unlearning.scoring.cache import CachedRun, RecipeCache, file_digest, now, recipe_key, write_json_atomic
-from unlearning.scoring.runs import data_recipe, load_stage_config, score_datamodule, stage_recipe
-from unlearning.scoring.training import Job, TrainPlan, check_launcher, train_plan
+from unlearning.scoring.cached_model import data_recipe, load_stage_config, score_datamodule, stage_recipe
+from unlearning.scoring.schedule import Job, TrainPlan, check_launcher, train_plan
 from unlearning.utils import atomic_path, check_writable, versions
 
 __all__ = ["PROXIES", "SCORES_FILE", "SUMMARY_FILE", "load_scores", "main", "memorise_parser", "run_memorise"]

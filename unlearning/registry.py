@@ -17,7 +17,7 @@ __all__ = ["SHORT_NAMES", "find_object", "module_class", "resolve_class"]
 #: where a short class_path of a config section is looked up, by section
 SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "model": ("unlearning.methods", "unlearning.modules"), "net": ("unlearning.nets",),
-    "data": ("unlearning.data",), "model.init_args": ("unlearning.callbacks", "lightning.pytorch.callbacks"),
+    "data": ("unlearning.data",), "model.init_args": ("unlearning.callbacks", "lightning.pytorch.callbacks", "unlearning.methods"),
 }
 
 

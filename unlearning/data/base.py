@@ -12,7 +12,7 @@ from unlearning.data.contract import StreamDeclarations
 from unlearning.data.loaders import TensorLoader
 from unlearning.data.scenarios import ForgetScenario, IndexForget
 from unlearning.data.splits import STREAMS, Split, check_forget_fraction, make_split
-from unlearning.data.sources import ImageArrays
+from unlearning.data.sources import SourceArrays
 
 __all__ = ["UnlearningDataModule"]
 
@@ -108,12 +108,12 @@ class UnlearningDataModule(LightningDataModule):
         self.data_on_device = data_on_device
         if eval_streams is not None:
             self.eval_streams = tuple(eval_streams)
-        self.arrays: ImageArrays | None = None
+        self.arrays: SourceArrays | None = None
         self.split: Split | None = None
         self._device: torch.device | None = None
 
     # ---- hooks for subclasses -------------------------------------------------------------
-    def load_arrays(self) -> ImageArrays:
+    def load_arrays(self) -> SourceArrays:
         """Return the whole source (training and held-out sets) as tensors."""
         raise NotImplementedError
 
@@ -150,7 +150,7 @@ class UnlearningDataModule(LightningDataModule):
         if self.data_on_device and self.trainer is not None:
             device = self.trainer.strategy.root_device
         self._device = device
-        self.arrays = ImageArrays(
+        self.arrays = SourceArrays(
             arrays.train_x.to(device),
             arrays.train_y.to(device),
             arrays.heldout_x.to(device),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from unlearning.data.images import LocalImageDataModule
 from unlearning.data.sources import (
-    ImageArrays,
+    SourceArrays,
     load_cifar100,
     load_image_folder,
     load_svhn,
@@ -40,7 +40,7 @@ class CIFAR100DataModule(LocalImageDataModule):
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
         self.label_kind = label_kind
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) CIFAR-100 with :func:`~unlearning.data.sources.load_cifar100`."""
         return load_cifar100(self.root, self.cache_dir, self.label_kind)
 
@@ -62,7 +62,7 @@ class SVHNDataModule(LocalImageDataModule):
     def __init__(self, root: str | None = None, cache_dir: str | None = None, **kwargs) -> None:
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) SVHN with :func:`~unlearning.data.sources.load_svhn`."""
         return load_svhn(self.root, self.cache_dir)
 
@@ -87,7 +87,7 @@ class TinyImageNetDataModule(LocalImageDataModule):
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
         self.class_names = class_names
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) Tiny-ImageNet with :func:`~unlearning.data.sources.load_tiny_imagenet`."""
         return load_tiny_imagenet(self.root, self.cache_dir, self.class_names)
 
@@ -111,6 +111,6 @@ class ImageFolderDataModule(LocalImageDataModule):
     def __init__(self, root: str, cache_dir: str | None = None, **kwargs) -> None:
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) the folder with :func:`~unlearning.data.sources.load_image_folder`."""
         return load_image_folder(self.root, self.cache_dir, image_size=self.image_size, resize_mode=self.resize_mode)

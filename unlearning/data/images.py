@@ -9,7 +9,7 @@ import torch
 
 from unlearning.data.base import UnlearningDataModule
 from unlearning.data.sizing import as_size, fit_size
-from unlearning.data.sources import ImageArrays, load_cifar10, make_synthetic_images
+from unlearning.data.sources import SourceArrays, load_cifar10, make_synthetic_images
 from unlearning.data.transforms import CIFAR10_MEAN, CIFAR10_STD, ImageTransform
 
 __all__ = ["CIFAR10DataModule", "ImageDataModule", "LocalImageDataModule", "SyntheticImageDataModule"]
@@ -88,14 +88,14 @@ class LocalImageDataModule(ImageDataModule):
         super().__init__(**kwargs)
         self.root = root
         self.cache_dir = cache_dir
-        self._arrays: ImageArrays | None = None
+        self._arrays: SourceArrays | None = None
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) the source; subclasses implement it with a loader of
         :mod:`unlearning.data.sources`."""
         raise NotImplementedError
 
-    def load_arrays(self) -> ImageArrays:
+    def load_arrays(self) -> SourceArrays:
         """The source, read once."""
         if self._arrays is None:
             self._arrays = self.read()
@@ -118,7 +118,7 @@ class CIFAR10DataModule(LocalImageDataModule):
     def __init__(self, root: str | None = None, cache_dir: str | None = None, **kwargs) -> None:
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
 
-    def read(self) -> ImageArrays:
+    def read(self) -> SourceArrays:
         """Load (and cache) CIFAR-10 with :func:`~unlearning.data.sources.load_cifar10`."""
         return load_cifar10(self.root, self.cache_dir)
 
@@ -135,6 +135,8 @@ class SyntheticImageDataModule(ImageDataModule):
         signal: weight of the class prototype in each image, in (0, 1].
         data_seed: seed of the images.
         image_size: height and width of the images (smaller is faster for tests).
+        augment: random crop and flip of training batches; off by default (a small model should
+            memorise the per-image noise).
         **kwargs: see :class:`ImageDataModule` and :class:`UnlearningDataModule`.
     """
 
@@ -146,14 +148,14 @@ class SyntheticImageDataModule(ImageDataModule):
         signal: float = 0.35,
         data_seed: int = 0,
         image_size: int = 32,
+        augment: bool = False,
         **kwargs,
     ) -> None:
-        kwargs.setdefault("augment", False)
-        super().__init__(**kwargs)
+        super().__init__(augment=augment, **kwargs)
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {image_size}")
         self._arrays = make_synthetic_images(num_train, num_heldout, num_classes, image_size, signal, data_seed)
 
-    def load_arrays(self) -> ImageArrays:
+    def load_arrays(self) -> SourceArrays:
         """Return the synthetic images."""
         return self._arrays

@@ -27,7 +27,7 @@ from unlearning.utils import atomic_path
 __all__ = [
     "CIFAR10_CLASSES",
     "SVHN_CLASSES",
-    "ImageArrays",
+    "SourceArrays",
     "default_cache_dir",
     "load_cifar10",
     "load_cifar100",
@@ -45,13 +45,14 @@ _SUFFIXES = ", ".join(sorted(_IMAGE_SUFFIXES))
 
 
 @dataclass
-class ImageArrays:
-    """A labelled image dataset held in memory.
+class SourceArrays:
+    """A data source's labelled examples held in memory: images (uint8) or, for toy sources such
+    as the two circles, points (float).
 
     Attributes:
-        train_x: uint8 training images, ``N x C x H x W``.
+        train_x: training inputs: uint8 images ``N x C x H x W``, or float points ``N x D``.
         train_y: int64 training labels, ``N``.
-        heldout_x: uint8 held-out images (CIFAR-10's test set), split later into val and test.
+        heldout_x: held-out inputs (CIFAR-10's test set), split later into val and test.
         heldout_y: int64 held-out labels.
         classes: class names in label order.
     """
@@ -73,11 +74,11 @@ def _save_atomic(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _to_arrays(d: dict) -> ImageArrays:
-    return ImageArrays(d["train_x"], d["train_y"], d["heldout_x"], d["heldout_y"], tuple(d["classes"]))
+def _to_arrays(d: dict) -> SourceArrays:
+    return SourceArrays(d["train_x"], d["train_y"], d["heldout_x"], d["heldout_y"], tuple(d["classes"]))
 
 
-def _from_arrays(a: ImageArrays) -> dict:
+def _from_arrays(a: SourceArrays) -> dict:
     return {
         "train_x": a.train_x,
         "train_y": a.train_y,
@@ -89,10 +90,10 @@ def _from_arrays(a: ImageArrays) -> dict:
 
 # ---- caches ------------------------------------------------------------------------------------
 
-_LOADED: dict[tuple, ImageArrays] = {}
+_LOADED: dict[tuple, SourceArrays] = {}
 
 
-def _remembered(key: tuple, load: Callable[[], ImageArrays]) -> ImageArrays:
+def _remembered(key: tuple, load: Callable[[], SourceArrays]) -> SourceArrays:
     """The arrays of ``key`` from memory, else ``load()``; the last two sources stay in memory."""
     arrays = _LOADED.get(key)
     if arrays is None:
@@ -104,7 +105,7 @@ def _remembered(key: tuple, load: Callable[[], ImageArrays]) -> ImageArrays:
 
 
 def _cached(cache_dir: Path, prefix: str, root: Path, files: Iterable[Path], options: str,
-            build: Callable[[], ImageArrays]) -> ImageArrays:
+            build: Callable[[], SourceArrays]) -> SourceArrays:
     """The decoded arrays of ``files`` from ``<cache_dir>/<prefix>-<key>.pt``, else ``build()``'s,
     saved there atomically. The key hashes ``root``, every file's path, size and modification time
     (an edited file, even of the same size, gives a new cache; reading every byte of 60,000 files
@@ -234,7 +235,7 @@ def load_image_folder(
     image_size: int | Sequence[int] | None = None,
     resize_mode: str = "resize",
     resize_hint: bool = True,
-) -> ImageArrays:
+) -> SourceArrays:
     """Load an image folder: ``train/<class>/*`` (the training set) and ``test/<class>/*`` (the
     held-out set), with the same class folders in both.
 
@@ -277,7 +278,7 @@ def load_image_folder(
 
 
 def _load_image_folder(root: Path, cache_dir: Path, classes: Sequence[str] | None, size: tuple[int, int] | None,
-                       resize_mode: str, resize_hint: bool) -> ImageArrays:
+                       resize_mode: str, resize_hint: bool) -> SourceArrays:
     train_files, train_classes = _list_split(root, "train")
     test_files, test_classes = _list_split(root, "test")
     if train_classes != test_classes:
@@ -294,11 +295,11 @@ def _load_image_folder(root: Path, cache_dir: Path, classes: Sequence[str] | Non
     files = train_files + test_files
     options = f"classes={','.join(order)};size={size};mode={resize_mode if size else ''}"
 
-    def build() -> ImageArrays:
+    def build() -> SourceArrays:
         x = _decode_all(files, root, size, resize_mode, resize_hint)
         y = torch.tensor([order.index(f.parent.name) for f in files], dtype=torch.long)
         n = len(train_files)
-        return ImageArrays(x[:n], y[:n], x[n:], y[n:], tuple(order))
+        return SourceArrays(x[:n], y[:n], x[n:], y[n:], tuple(order))
 
     return _cached(cache_dir, "imagefolder", root, files, options, build)
 
@@ -355,7 +356,7 @@ def _pickled_images(path: Path, entry: dict, expected: str, label_key: str) -> t
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def _load_batches(batch_dir: Path, cache_dir: Path) -> ImageArrays:
+def _load_batches(batch_dir: Path, cache_dir: Path) -> SourceArrays:
     expected = "a batch of torchvision's CIFAR-10 (a pickled dict with 'data', N x 3072 uint8, and 'labels')"
 
     def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,10 +364,10 @@ def _load_batches(batch_dir: Path, cache_dir: Path) -> ImageArrays:
                                  expected, "labels") for n in names]
         return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
 
-    def build() -> ImageArrays:
+    def build() -> SourceArrays:
         train_x, train_y = read([f"data_batch_{i}" for i in range(1, 6)])
         test_x, test_y = read(["test_batch"])
-        return ImageArrays(train_x, train_y, test_x, test_y, CIFAR10_CLASSES)
+        return SourceArrays(train_x, train_y, test_x, test_y, CIFAR10_CLASSES)
 
     return _cached(cache_dir, "cifar10-batches", batch_dir, sorted(batch_dir.iterdir()), "", build)
 
@@ -377,7 +378,7 @@ _LAYOUTS = (
 )
 
 
-def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> ImageArrays:
+def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> SourceArrays:
     """Load CIFAR-10 from a local copy, or download it with torchvision.
 
     The arrays of the last two sources loaded are kept in memory for the life of the process, so
@@ -403,7 +404,7 @@ def load_cifar10(root: str | Path | None, cache_dir: str | Path | None = None, d
     return _remembered(key, lambda: _load_cifar10(root, cache_dir, download))
 
 
-def _load_cifar10(root: str | Path | None, cache_dir: Path, download: bool) -> ImageArrays:
+def _load_cifar10(root: str | Path | None, cache_dir: Path, download: bool) -> SourceArrays:
     if root is None:
         target = cache_dir / "cifar10"
         batch_dir = target / "cifar-10-batches-py"
@@ -434,7 +435,7 @@ _CIFAR100_LABELS = {"fine": ("fine_labels", "fine_label_names"), "coarse": ("coa
 
 
 def load_cifar100(root: str | Path | None, cache_dir: str | Path | None = None, label_kind: str = "fine",
-                  download: bool = True) -> ImageArrays:
+                  download: bool = True) -> SourceArrays:
     """Load CIFAR-100 (torchvision's ``cifar-100-python`` layout: the ``train``, ``test`` and
     ``meta`` pickles), or download it with torchvision.
 
@@ -477,7 +478,7 @@ def load_cifar100(root: str | Path | None, cache_dir: str | Path | None = None, 
     return _remembered(key, lambda: _load_cifar100(folder, cache_dir, label_kind))
 
 
-def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArrays:
+def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> SourceArrays:
     label_key, names_key = _CIFAR100_LABELS[label_kind]
     names = ("train", "test", "meta")
     if not any((folder / n).is_file() for n in names):
@@ -488,7 +489,7 @@ def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArray
             raise FileNotFoundError(f"{str(folder / n)!r} does not exist: expected {_CIFAR100_LAYOUT}")
     meta_expected = "torchvision's CIFAR-100 meta pickle (a dict with 'fine_label_names' and 'coarse_label_names')"
 
-    def build() -> ImageArrays:
+    def build() -> SourceArrays:
         classes = tuple(str(c) for c in _read_pickle(folder / "meta", meta_expected, (names_key,))[names_key])
         parts = []
         for split in ("train", "test"):
@@ -500,7 +501,7 @@ def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArray
                 raise ValueError(f"{str(path)!r} has {label_kind} labels in [{int(y.min())}, {int(y.max())}]: "
                                  f"expected labels in [0, {len(classes) - 1}] (the {names_key} of meta)")
             parts += [x, y]
-        return ImageArrays(*parts, classes)
+        return SourceArrays(*parts, classes)
 
     return _cached(cache_dir, f"cifar100-{label_kind}", folder, [folder / n for n in names], "", build)
 
@@ -510,7 +511,7 @@ def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> ImageArray
 _SVHN_LAYOUT = "torchvision's SVHN (a folder holding train_32x32.mat and test_32x32.mat)"
 
 
-def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> ImageArrays:
+def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> SourceArrays:
     """Load SVHN's cropped digits (torchvision's ``train_32x32.mat`` and ``test_32x32.mat``), or
     download them with torchvision. Label 10 of the files is digit 0, as torchvision maps it.
 
@@ -570,16 +571,16 @@ def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy((y % 10).astype(np.int64))
 
 
-def _load_svhn(folder: Path, cache_dir: Path) -> ImageArrays:
+def _load_svhn(folder: Path, cache_dir: Path) -> SourceArrays:
     files = [folder / f"{s}_32x32.mat" for s in ("train", "test")]
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"{str(f)!r} does not exist: expected {_SVHN_LAYOUT}")
 
-    def build() -> ImageArrays:
+    def build() -> SourceArrays:
         train_x, train_y = _read_svhn(files[0])
         test_x, test_y = _read_svhn(files[1])
-        return ImageArrays(train_x, train_y, test_x, test_y, SVHN_CLASSES)
+        return SourceArrays(train_x, train_y, test_x, test_y, SVHN_CLASSES)
 
     return _cached(cache_dir, "svhn", folder, files, "", build)
 
@@ -591,7 +592,7 @@ _TINY_LAYOUT = ("the tiny-imagenet-200 folder (wnids.txt, train/<wnid>/images/*.
 
 
 def load_tiny_imagenet(root: str | Path, cache_dir: str | Path | None = None,
-                       class_names: str = "words") -> ImageArrays:
+                       class_names: str = "words") -> SourceArrays:
     """Load Tiny-ImageNet (the standard ``tiny-imagenet-200`` layout); its labelled ``val`` split is
     the held-out set (the unlabelled ``test`` split is not read).
 
@@ -638,7 +639,7 @@ def _tiny_class_names(root: Path, wnids: list[str], class_names: str) -> tuple[s
     return tuple(n if counts[n] == 1 or n == w else f"{n} {w}" for n, w in zip(names, wnids))
 
 
-def _load_tiny_imagenet(root: Path, cache_dir: Path, class_names: str) -> ImageArrays:
+def _load_tiny_imagenet(root: Path, cache_dir: Path, class_names: str) -> SourceArrays:
     wnids_file = root / "wnids.txt"
     if not wnids_file.is_file():
         raise FileNotFoundError(f"{str(wnids_file)!r} does not exist: expected {_TINY_LAYOUT}")
@@ -682,10 +683,10 @@ def _load_tiny_imagenet(root: Path, cache_dir: Path, class_names: str) -> ImageA
     if class_names == "words" and (root / "words.txt").is_file():
         listed.append(root / "words.txt")
 
-    def build() -> ImageArrays:
+    def build() -> SourceArrays:
         x = _decode_all(files, root, None, "resize", resize_hint=False)
         n = len(train_files)
-        return ImageArrays(x[:n], torch.tensor(train_labels), x[n:], torch.tensor(val_labels), classes)
+        return SourceArrays(x[:n], torch.tensor(train_labels), x[n:], torch.tensor(val_labels), classes)
 
     return _cached(cache_dir, f"tiny-imagenet-{class_names}", root, listed + files, "", build)
 
@@ -699,7 +700,7 @@ def make_synthetic_images(
     image_size: int = 32,
     signal: float = 0.35,
     seed: int = 0,
-) -> ImageArrays:
+) -> SourceArrays:
     """CIFAR-shaped synthetic images that a small CNN learns, and memorises, in seconds.
 
     Each class has a smooth random prototype; each image is ``signal * prototype + (1 - signal) *
@@ -732,4 +733,4 @@ def make_synthetic_images(
 
     train_x, train_y = draw(num_train)
     heldout_x, heldout_y = draw(num_heldout)
-    return ImageArrays(train_x, train_y, heldout_x, heldout_y, tuple(f"class{i}" for i in range(num_classes)))
+    return SourceArrays(train_x, train_y, heldout_x, heldout_y, tuple(f"class{i}" for i in range(num_classes)))

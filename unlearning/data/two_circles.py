@@ -7,7 +7,7 @@ import math
 import torch
 
 from unlearning.data.base import UnlearningDataModule
-from unlearning.data.sources import ImageArrays
+from unlearning.data.sources import SourceArrays
 
 __all__ = ["TwoCircles", "two_circles_points"]
 
@@ -68,8 +68,8 @@ class TwoCircles(UnlearningDataModule):
             )
             x, y = torch.cat([x, ox]), torch.cat([y, oy])
         hx, hy = two_circles_points(num_heldout, g, radius=radius)
-        self._arrays = ImageArrays(x, y, hx, hy, ("left", "right"))
+        self._arrays = SourceArrays(x, y, hx, hy, ("left", "right"))
 
-    def load_arrays(self) -> ImageArrays:
+    def load_arrays(self) -> SourceArrays:
         """Return the points."""
         return self._arrays

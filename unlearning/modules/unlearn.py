@@ -11,7 +11,7 @@ from torch import nn
 from unlearning.modules.base import EvaluatedModule
 from unlearning.modules.checkpoint import load_net
 from unlearning.modules.classifier import make_optimizer
-from unlearning.nets import build_net
+from unlearning.nets import build_net, net_num_classes
 
 __all__ = ["UnlearnModule", "original_network"]
 
@@ -31,10 +31,11 @@ def original_network(owner: str, original: str | None, net_spec: dict[str, Any] 
         return net, meta["net"], int(meta["num_classes"])
     if net_spec is not None:
         net = build_net(net_spec)
-        args = getattr(net, "init_args", {})
-        if "num_classes" in args:
-            return net, net_spec, int(args["num_classes"])
-        return net, net_spec, int([m for m in net.modules() if isinstance(m, nn.Linear)][-1].out_features)
+        num_classes = net_num_classes(net)
+        if num_classes is None:
+            raise ValueError(f"{owner}: the network spec {net_spec.get('class_path')!r} records no num_classes: "
+                             "give `original`, the original model's checkpoint")
+        return net, net_spec, num_classes
     raise ValueError(f"{owner} needs `original`: the path of the original model's checkpoint")
 
 

@@ -35,9 +35,9 @@ from unlearning.metrics.forgetting import (
 from unlearning.metrics.klom import klom
 from unlearning.registry import module_class
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
-from unlearning.scoring.code import code_identity
+from unlearning.scoring.fingerprint import code_identity
 from unlearning.scoring.report import write_outputs
-from unlearning.scoring.runs import (
+from unlearning.scoring.cached_model import (
     checkpoint_identity,
     complete_evaluation,
     load_stage_config,
@@ -47,7 +47,7 @@ from unlearning.scoring.runs import (
     training_data,
 )
 from unlearning.scoring.setting import ScoreSetting
-from unlearning.scoring.training import Job, TrainPlan, train_plan
+from unlearning.scoring.schedule import Job, TrainPlan, train_plan
 from unlearning.utils import check_writable, versions
 
 __all__ = ["RUN_METRICS", "json_ready", "run_score", "summarise"]

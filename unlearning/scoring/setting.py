@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from unlearning.scoring.training import check_launcher
+from unlearning.scoring.schedule import check_launcher
 
 __all__ = ["ScoreSetting", "parse_seed_range"]
 
@@ -68,7 +68,7 @@ class ScoreSetting:
             trained twice.
         launcher: submit the models as a job array through ``submitit`` instead:
             ``{"name": "slurm", "partition": ..., "timeout_min": ..., "gpus_per_node": ...}``
-            (keys: :data:`~unlearning.scoring.training.LAUNCHER_KEYS`), or ``{"name": "local"}``
+            (keys: :data:`~unlearning.scoring.schedule.LAUNCHER_KEYS`), or ``{"name": "local"}``
             to run the array as processes of this machine. The score waits for the array.
 
     Raises:

@@ -51,7 +51,9 @@ class PatchedTail:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
         if len(linears) < num_layers:
-            raise ValueError(f"{type(net).__name__} has {len(linears)} linear layer(s), cannot patch {num_layers}")
+            raise ValueError(f"{type(net).__name__} has {len(linears)} linear layer(s), cannot patch {num_layers}: "
+                             "expected patched_layers <= that number (1 for a network with one linear head, "
+                             "e.g. a torchvision or timm model)")
         self.net = net
         last_name = linears[-1][0]
         if num_layers == 1:

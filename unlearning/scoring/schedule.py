@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearning.scoring.cache import RecipeCache
-from unlearning.scoring.runs import train_cached_model
+from unlearning.scoring.cached_model import train_cached_model
 
 __all__ = ["DEFAULT_TIMEOUT_MIN", "LAUNCHER_KEYS", "Job", "TrainPlan", "check_launcher", "train_plan"]
 

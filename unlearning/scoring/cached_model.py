@@ -34,7 +34,7 @@ from unlearning.build import build_run
 from unlearning.metrics.evaluation import evaluate
 from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import find_object, module_class, resolve_class
-from unlearning.scoring.code import code_digests, code_identity
+from unlearning.scoring.fingerprint import code_digests, code_identity
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose, versions
 
 __all__ = [
@@ -85,11 +85,15 @@ def load_stage_config(path: str | Path, what: str) -> dict[str, Any]:
 def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any]) -> dict[str, Any]:
     """What determines a stage's model apart from the seed: its model and trainer settings (less
     logging, placement and paths set by the score run), its extra arguments, the data and the
-    digests of the code that trains it (:func:`~unlearning.scoring.code.code_identity`)."""
+    digests of the code that trains it (:func:`~unlearning.scoring.fingerprint.code_identity`)."""
     trainer = {k: v for k, v in (cfg.get("trainer") or {}).items() if k not in _TRAINER_COSMETIC}
     model = dict(cfg["model"]) if isinstance(cfg["model"], dict) else {"value": cfg["model"]}
     if isinstance(model.get("init_args"), dict):
         model["init_args"] = {k: v for k, v in model["init_args"].items() if k not in _MODEL_COSMETIC}
+        cls = find_object(str(model.get("class_path")), ("unlearning.methods", "unlearning.modules"))
+        for name in getattr(cls, "content_args", ()):  # files a method reads (a scores file): by content
+            if model["init_args"].get(name) is not None:
+                model["init_args"][name] = _content(model["init_args"][name], f"{cls.__name__}'s {name}")
     return {"model": model, "trainer": trainer, "args": list(args), "data": data_recipe(data),
             "code": code_digests(code_identity(cfg, data))}
 
