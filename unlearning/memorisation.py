@@ -60,6 +60,7 @@ from unlearning.modules.checkpoint import load_net
 from unlearning.scoring.cache import CachedRun, RecipeCache, file_digest, now, recipe_key, write_json_atomic
 from unlearning.scoring.cached_model import data_recipe, load_stage_config, score_datamodule, stage_recipe
 from unlearning.scoring.schedule import Job, TrainPlan, check_launcher, train_plan
+from unlearning.scoring.cli import command_parser, run_command_line
 from unlearning.utils import atomic_path, check_writable, versions
 
 __all__ = ["PROXIES", "SCORES_FILE", "SUMMARY_FILE", "load_scores", "main", "memorise_parser", "run_memorise"]
@@ -400,21 +401,11 @@ def _figures(out: Path, estimate: np.ndarray, proxies: dict[str, np.ndarray], co
 def memorise_parser() -> Any:
     """The parser of ``unlearning memorise`` (a config file, a data section and
     :func:`run_memorise`'s arguments), built as ``unlearning score``'s."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-    from lightning.pytorch import LightningDataModule
-
-    import unlearning.data  # noqa: F401 - short class names of the data modules
-
-    parser = ArgumentParser(prog="unlearning memorise", default_meta=False, description=(
+    return command_parser(run_memorise, "unlearning memorise", (
         "Per-example memorisation of a setting's training set: the Feldman-Zhang estimate from K "
         "cached models on random subsets, the original's training-dynamics proxies and their "
         "Spearman correlation with it, and the forget set's entanglement; writes memorisation.npz "
-        "and memorisation.json for later steps, and figures."))
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a config (YAML)")
-    parser.add_subclass_arguments(LightningDataModule, "data", required=True, instantiate=False,
-                                  help="the data split whose training set is scored")
-    parser.add_function_arguments(run_memorise, skip={"data", "config"}, as_group=False)
-    return parser
+        "and memorisation.json for later steps, and figures."), data_help="the data split whose training set is scored")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -423,12 +414,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Returns:
         The content of ``memorisation.json``.
     """
-    cfg = memorise_parser().parse_args(argv)
-    values = cfg.as_dict()
-    values.pop("config", None)
-    values.pop("__path__", None)
-    data = values.pop("data")
-    result = run_memorise(data=data, config={"data": data, **values}, **values)
+    result = run_command_line(memorise_parser(), run_memorise, argv)
     rhos = ", ".join(f"{p} {v:.3f}" if v is not None else f"{p} -" for p, v in result["spearman"].items())
     print(f"unlearning memorise: K = {result['n_models']}, Spearman with the estimate: {rhos}; entanglement of "
           f"the forget set {result['entanglement']['forget']:.3g}; {result['timings']['models_trained']} models "

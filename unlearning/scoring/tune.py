@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from unlearning.scoring.cache import write_json_atomic
-from unlearning.scoring.cli import _parser, _run
+from unlearning.scoring.cli import command_parser, run_command_line
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table
@@ -338,7 +338,7 @@ def _write_results(study: Any, out: Path, method: str, method_cfg: dict[str, Any
 
 def tune_parser() -> Any:
     """The parser of ``unlearning tune``."""
-    return _parser(run_tune, "unlearning tune", (
+    return command_parser(run_tune, "unlearning tune", (
         "Search an unlearning method's hyperparameters with Optuna (TPE) against its final score "
         "from `unlearning score`, on seeds disjoint from the reporting ones; the study is stored in "
         "a database (SQLite by default), resumable and shareable by several processes."))
@@ -346,4 +346,4 @@ def tune_parser() -> Any:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv`` and run the study; returns the content of ``tuning.json``."""
-    return _run(tune_parser(), run_tune, argv)
+    return run_command_line(tune_parser(), run_tune, argv)
