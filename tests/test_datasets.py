@@ -4,6 +4,7 @@ files a test writes in exactly the dataset's on-disk format; the batch sizing; t
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -486,3 +487,22 @@ def test_cifar100_presets_parse(name: str) -> None:
     same = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())  # the CIFAR-10 preset's recipe
     for key in ("lr", "momentum", "weight_decay", "scheduler"):
         assert init[key] == same["model"]["init_args"][key]
+
+
+def test_score_a_method_on_an_image_folder(tmp_path: Path) -> None:
+    """The whole ``score`` path on one of the new data modules: the CPU preset's original, oracle
+    and Finetune recipes (one epoch each) on a 10-class image folder of 32x32 PNGs, N = 2."""
+    from unlearning.cli import main
+
+    classes = {f"class{i}": (32, 32) for i in range(10)}
+    root = write_image_folder(tmp_path / "folder", classes, n_train=20, n_test=6)
+    data = {"class_path": "ImageFolderDataModule", "init_args": {
+        "root": str(root), "cache_dir": str(tmp_path / "cache"), "image_size": 32, "augment": False,
+        "batch_size": 32, "forget_classes": ["class3"], "train_subset": None}}
+    result = main(["score", "-c", "configs/score/cpu.yaml", "--data", json.dumps(data), "--n_models", "2",
+                   "--recipe_args", '["--trainer.max_epochs", "1"]', "--progress", "false",
+                   "--method", "configs/score/methods/finetune.yaml",
+                   "--cache_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out")])
+    assert result["num_forget"] == 20 and result["timings"]["models_trained"] == 7
+    assert (tmp_path / "out" / "finetune" / "score.json").is_file()
+    assert 0.0 <= result["unlearned"]["test_acc"]["mean"] <= 1.0
