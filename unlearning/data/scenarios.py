@@ -253,9 +253,12 @@ class IndexForget(ForgetScenario):
             raise ValueError("IndexForget takes a path or indices: give exactly one")
         self.path = str(path) if path is not None else None
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._checked: tuple[int, np.ndarray] | None = None  # (num_train, indices): the file is read once
 
     def pinned(self, num_train: int) -> np.ndarray:
         """The indices (checked: in range, each once, at least one)."""
+        if self._checked is not None and self._checked[0] == num_train:
+            return self._checked[1]
         if self.path is not None:
             idx = load_index_file(self.path, num_train=num_train)
             where = f"the forget index file {self.path!r}"
@@ -265,6 +268,7 @@ class IndexForget(ForgetScenario):
             where = "the forget index list"
         if idx.size == 0:
             raise ValueError(f"{where} lists no index: the forget set would be empty")
+        self._checked = (num_train, idx)
         return idx
 
     def select(self, labels: torch.Tensor, pool: torch.Tensor, class_names: Sequence[str],
@@ -327,14 +331,24 @@ class ScoreBandForget(ForgetScenario):
             raise ValueError(f"{where}: index and {self.key!r} differ in length ({index.size} and {score.size})")
         return index, score
 
+    def scores_of(self, indices: np.ndarray) -> np.ndarray:
+        """The score of each of ``indices`` (indices into the source's training set); NaN for an
+        example the file does not score."""
+        index, score = self.scores()
+        indices = np.asarray(indices, dtype=np.int64)
+        size = int(max(index.max(initial=-1), indices.max(initial=-1))) + 1
+        by_index = np.full(size, np.nan)
+        valid = index >= 0
+        by_index[index[valid]] = score[valid]
+        return by_index[indices]
+
     def select(self, labels: torch.Tensor, pool: torch.Tensor, class_names: Sequence[str],
                generator: torch.Generator) -> torch.Tensor:
         """The pool's examples of the band."""
-        index, score = self.scores()
+        pool_scores = self.scores_of(pool.numpy())
         by_index = np.full(int(labels.shape[0]), np.nan)
-        valid = (index >= 0) & (index < by_index.size)
-        by_index[index[valid]] = score[valid]
-        candidates = pool.numpy()[np.isfinite(by_index[pool.numpy()])]
+        by_index[pool.numpy()] = pool_scores
+        candidates = pool.numpy()[np.isfinite(pool_scores)]
         k = _count(self.fraction, pool)
         if candidates.size < k:
             raise ValueError(f"scores file {self.scores_file!r} scores {candidates.size} of the {pool.numel()} examples "

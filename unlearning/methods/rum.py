@@ -249,9 +249,7 @@ class RUM(UnlearnModule):
         if self.scores_file is not None:
             from unlearning.data.scenarios import ScoreBandForget
 
-            index, score = ScoreBandForget(self.scores_file, key=self.score_key).scores()
-            by_index = dict(zip(index.tolist(), score.tolist()))
-            out = np.array([by_index.get(int(i), np.nan) for i in indices.tolist()], dtype=np.float64)
+            out = ScoreBandForget(self.scores_file, key=self.score_key).scores_of(indices.cpu().numpy())
             missing = int((~np.isfinite(out)).sum())
             if missing:
                 raise ValueError(f"scores file {self.scores_file!r} has no finite {self.score_key!r} for {missing} of the "
