@@ -4,6 +4,7 @@ other commands take, after its keys, shapes and classes are checked and it is ev
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,74 @@ def test_imported_timm_model(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(net(x), plain(x))
+
+
+# ---- pretrained initial weights (init_weights): the oracle of a fine-tuned original ----------------
+
+def pretrained_file(path: Path, num_classes: int = 6) -> dict[str, torch.Tensor]:
+    """A SmallCNN "pretrained" on ``num_classes`` other classes, saved as a training script would
+    (a ``DataParallel`` prefix, inside a dict); returns its plain ``state_dict``."""
+    torch.manual_seed(123)
+    state = SmallCNN(num_classes=num_classes, width=4, hidden=16).state_dict()
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+    return state
+
+
+def test_init_weights_start_the_network_from_the_file_with_a_fresh_head(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from unlearning.modules import RetrainOracle
+
+    state = pretrained_file(tmp_path / "pre.pt")
+    torch.manual_seed(0)
+    oracle = RetrainOracle(net=SmallCNN(num_classes=4, width=4, hidden=16), lr=1e-12, momentum=0.0, weight_decay=0.0,
+                           init_weights=str(tmp_path / "pre.pt"), init_skip=["head.2."], init_strip_prefix=["module."])
+    fresh_head = oracle.net.head[2].weight.detach().clone()
+    assert not torch.equal(oracle.net.features[0].weight, state["features.0.weight"])  # read when training starts
+    trainer = Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(oracle, datamodule=SyntheticImageDataModule(**DATA_ARGS))
+    got = oracle.net.state_dict()
+    for k in ("features.0.weight", "features.10.weight", "head.0.weight"):
+        assert torch.allclose(got[k], state[k], atol=1e-6), k
+    assert torch.allclose(got["head.2.weight"], fresh_head, atol=1e-6)  # skipped: the seeded initialisation
+    ckpt = tmp_path / "oracle.ckpt"
+    trainer.save_checkpoint(ckpt)
+    (tmp_path / "pre.pt").unlink()  # a trained model reloads without its initial weights
+    again = RetrainOracle.load_from_checkpoint(str(ckpt), weights_only=False)
+    assert torch.equal(again.net.head[0].weight, oracle.net.head[0].weight)
+    assert again.hparams["init_weights"] == str(tmp_path / "pre.pt")  # recorded, as where the run started
+
+
+def test_init_weights_that_do_not_fit_get_one_line(tmp_path: Path) -> None:
+    from unlearning.modules import RetrainOracle
+
+    pretrained_file(tmp_path / "pre.pt")
+    cases = [({"init_strip_prefix": ["module."]}, "mis-shaped head.2.weight (6, 16) (expected (4, 16))"),
+             ({"init_skip": ["head.2."]}, "add --model.init_args.init_strip_prefix module."),
+             ({}, "does not exist")]
+    for i, (kwargs, expected) in enumerate(cases):
+        path = tmp_path / ("missing.pt" if i == 2 else "pre.pt")
+        oracle = RetrainOracle(net=SmallCNN(num_classes=4, width=4, hidden=16), init_weights=str(path), **kwargs)
+        with pytest.raises((ValueError, FileNotFoundError)) as err:
+            oracle.setup("fit")
+        assert expected in str(err.value) and "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_the_score_keys_init_weights_by_content(tmp_path: Path) -> None:
+    from unlearning.scoring.cache import RecipeCache
+    from unlearning.scoring.cached_model import stage_recipe
+
+    pretrained_file(tmp_path / "a.pt")
+    shutil.copy(tmp_path / "a.pt", tmp_path / "b.pt")  # the same bytes under another name
+
+    def key(path: Path) -> str:
+        cfg = {"model": {"class_path": "RetrainOracle", "init_args": {"net": SMALL, "init_weights": str(path)}}}
+        return RecipeCache(tmp_path / "cache", "oracle", stage_recipe(cfg, (), DATA)).key
+
+    first = key(tmp_path / "a.pt")
+    assert key(tmp_path / "b.pt") == first
+    pretrained_file(tmp_path / "a.pt", num_classes=5)  # rewritten in place: new weights, new models
+    assert key(tmp_path / "a.pt") != first
+    with pytest.raises(ValueError, match="RetrainOracle's init_weights .*gone.pt.* does not exist"):
+        key(tmp_path / "gone.pt")

@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,9 @@ from torch import nn
 import unlearning.data  # noqa: F401 - short class names of the data modules
 from unlearning.build import ConfigParser, NetworkHelpFormatter
 from unlearning.data.base import UnlearningDataModule
-from unlearning.nets import build_net, net_num_classes, weights_module
+from unlearning.nets import build_net, net_num_classes
+from unlearning.nets.weights import STATE_DICT_KEYS, check_state_dict, extract_state_dict, load_weights
 from unlearning.registry import resolve_class
-from unlearning.runfolder import safe_load
 from unlearning.utils import check_writable
 
 __all__ = [
@@ -43,89 +42,8 @@ __all__ = [
     "run_import", "write_classifier_checkpoint",
 ]
 
-#: the keys under which a training script commonly saves the ``state_dict`` beside other things
-STATE_DICT_KEYS = ("state_dict", "model", "net", "model_state_dict")
 #: the streams evaluated, in the order printed (``train`` = retain + forget)
 IMPORT_STREAMS = ("train", "retain", "forget", "val", "test")
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-
-
-def _names(keys: Sequence[str], limit: int = 4) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
-
-
-def extract_state_dict(obj: Any, path: str, key: str | None = None,
-                       strip_prefix: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in a loaded weights file, with the given key prefixes removed.
-
-    Args:
-        obj: what ``torch.load`` returned.
-        path: the file's path, for messages.
-        key: the entry that holds the ``state_dict``; ``None``: the object itself if it is one,
-            else the first of :data:`STATE_DICT_KEYS` that holds one.
-        strip_prefix: prefixes removed from the start of every key that has them, in order
-            (e.g. ``module.`` of ``DataParallel``, ``model.`` or ``net.`` of a wrapper).
-
-    Returns:
-        ``{name: tensor}``.
-
-    Raises:
-        ValueError: if no ``state_dict`` is found, naming the file's top-level keys.
-    """
-    if key is not None:
-        if not isinstance(obj, Mapping) or key not in obj:
-            found = sorted(map(str, obj)) if isinstance(obj, Mapping) else type(obj).__name__
-            raise ValueError(f"weights file {path!r} has no entry {key!r}: its top-level keys are {found}")
-        state = obj[key]
-    elif _is_state_dict(obj):
-        state = obj
-    else:
-        state = next((obj[k] for k in STATE_DICT_KEYS if isinstance(obj, Mapping) and _is_state_dict(obj.get(k))), None)
-    if not _is_state_dict(state):
-        where = f"entry {key!r}" if key is not None else f"the file or its entries {list(STATE_DICT_KEYS)}"
-        found = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(f"weights file {path!r} holds no state_dict (a dict of tensors) in {where}: "
-                         f"found {found}; name the entry with --key")
-    state = dict(state)
-    for prefix in strip_prefix:
-        state = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
-    return state
-
-
-def check_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module, path: str,
-                     strip_prefix: Sequence[str] = ()) -> None:
-    """Check that ``state`` fits ``net``'s weights module (:func:`~unlearning.nets.weights_module`):
-    the same keys and shapes.
-
-    Raises:
-        ValueError: one line naming the missing, unexpected and mis-shaped entries (and, when
-            every key of the file starts with a common prefix, the ``--strip_prefix`` that would
-            remove it).
-    """
-    expected = weights_module(net).state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    if not (missing or unexpected or shapes):
-        return
-    parts = [f"missing {_names(missing)}" if missing else "", f"unexpected {_names(unexpected)}" if unexpected else "",
-             f"mis-shaped {_names(shapes, 2)}" if shapes else ""]
-    heads = {k.split(".", 1)[0] for k in state}
-    hint = ""
-    if len(heads) == 1 and missing and all("." in k for k in state):
-        prefix = f"{heads.pop()}."
-        if prefix not in strip_prefix:
-            hint = f"; every key starts with {prefix!r}: add --strip_prefix {prefix}"
-    spec = getattr(net, "init_args", {})
-    what = f"{type(net).__name__}({', '.join(f'{k}={v}' for k, v in spec.items() if v not in ({}, None))})"
-    raise ValueError(f"weights file {path!r} does not fit the network {what}: "
-                     f"{'; '.join(p for p in parts if p)}{hint}")
 
 
 def _device(name: str) -> torch.device:
@@ -280,10 +198,8 @@ def run_import(
         raise FileNotFoundError(f"weights file {weights!r} does not exist")
     check_writable(out.parent, "the output folder")
     strip = [strip_prefix] if isinstance(strip_prefix, str) else list(strip_prefix or [])
-    state = extract_state_dict(safe_load(weights), weights, key, strip)
     network = build_net(net)
-    check_state_dict(state, network, weights, strip)
-    weights_module(network).load_state_dict(state)
+    load_weights(network, weights, strip, key=key)
     init = dict(data.get("init_args") or {})
     dm = resolve_class(str(data.get("class_path")), "data")(**init)
     if not isinstance(dm, UnlearningDataModule):

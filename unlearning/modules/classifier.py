@@ -13,6 +13,7 @@ from torch import nn
 from unlearning.modules.base import EvaluatedModule
 from unlearning.modules.checkpoint import cli_net_spec
 from unlearning.nets import KitResNet18, build_net, net_num_classes
+from unlearning.nets.weights import load_weights
 
 __all__ = ["Classifier", "RetrainOracle", "classes_of", "make_optimizer", "norm_bias_groups", "piecewise_factor"]
 
@@ -143,6 +144,16 @@ class Classifier(EvaluatedModule):
         train_callbacks: callbacks of the recipe that change the trained model (e.g.
             :class:`~unlearning.callbacks.WhiteningInit`): part of the module's settings, so of
             the score's cache key, unlike the trainer's callbacks.
+        init_weights: a weights file the network starts from instead of its random
+            initialisation (pretrained weights: a ``state_dict``, or a dict holding one under
+            ``state_dict``, ``model``, ``net`` or ``model_state_dict``; loaded with
+            ``weights_only``), read when training starts. The retrain oracle of an original
+            fine-tuned from pretrained weights must start from the same file; the score's cache
+            keys it by content, so a file rewritten in place trains new models.
+        init_skip: key prefixes of ``init_weights`` left at the seeded random initialisation
+            (e.g. ``[fc.]``: a head pretrained on other classes).
+        init_strip_prefix: key prefixes removed from ``init_weights`` first, in order (e.g.
+            ``[module.]``).
 
     Raises:
         ValueError: on a ``num_classes`` other than the network's, ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
@@ -150,6 +161,9 @@ class Classifier(EvaluatedModule):
     """
 
     train_streams: ClassVar[tuple[str, ...]] = ("train",)
+    #: files the recipe reads, keyed by content in the score's cache (see
+    #: :func:`~unlearning.scoring.cached_model.stage_recipe`)
+    content_args: ClassVar[tuple[str, ...]] = ("init_weights",)
 
     def __init__(
         self,
@@ -167,6 +181,9 @@ class Classifier(EvaluatedModule):
         lr_points: list[tuple[float, float]] | None = None,
         norm_bias_lr_scale: float = 1.0,
         train_callbacks: list[Callback] | None = None,
+        init_weights: str | None = None,
+        init_skip: list[str] | None = None,
+        init_strip_prefix: list[str] | None = None,
     ) -> None:
         if isinstance(net, dict):  # a spec, as stored in the hparams of a checkpoint being reloaded
             net = build_net(net)
@@ -197,6 +214,17 @@ class Classifier(EvaluatedModule):
             self.hparams["train_callbacks"] = [callback_spec(cb) for cb in self.train_callbacks]
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        self.init_weights = init_weights
+        self.init_skip, self.init_strip_prefix = list(init_skip or []), list(init_strip_prefix or [])
+
+    def setup(self, stage: str) -> None:
+        """The base's setup; at the start of training, the ``init_weights`` file loaded into the
+        network (before a resumed run's checkpoint is restored over it; not when a trained model
+        is reloaded for evaluation, which needs no file)."""
+        super().setup(stage)
+        if stage == "fit" and self.init_weights is not None:
+            load_weights(self.net, self.init_weights, self.init_strip_prefix, self.init_skip,
+                         strip_flag="--model.init_args.init_strip_prefix")
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Channels-last layout for 4-D inputs when enabled."""
