@@ -65,14 +65,16 @@ def read_pickle(path: Path) -> dict:
         return pickle.load(fh)
 
 
-def write_svhn(root: Path, n_train: int = 30, n_test: int = 20, seed: int = 0) -> Path:
-    """``train_32x32.mat`` and ``test_32x32.mat`` as SVHN's: ``X`` of 32 x 32 x 3 x N uint8 (HWCN)
-    and ``y`` of N x 1 uint8 labels 1..10 (10 is digit 0)."""
+def write_svhn(root: Path, n_train: int = 30, n_test: int = 20, seed: int = 0, n_extra: int = 0) -> Path:
+    """``train_32x32.mat`` and ``test_32x32.mat`` (and ``extra_32x32.mat`` when ``n_extra``) as
+    SVHN's: ``X`` of 32 x 32 x 3 x N uint8 (HWCN) and ``y`` of N x 1 uint8 labels 1..10 (10 is digit 0)."""
     import scipy.io
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    for name, n in (("train", n_train), ("test", n_test)):
+    for name, n in (("train", n_train), ("test", n_test), ("extra", n_extra)):
+        if n == 0:
+            continue
         y = np.concatenate([np.arange(1, 11), rng.integers(1, 11, n - 10)]).astype(np.uint8).reshape(n, 1)
         x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
         scipy.io.savemat(root / f"{name}_32x32.mat", {"X": x, "y": y})
@@ -197,6 +199,31 @@ def test_svhn_reads_the_mat_files_and_maps_label_10_to_digit_0(tmp_path: Path) -
     assert a.train_y.tolist() == [int(v) % 10 for v in mat["y"].reshape(-1)]
     # upright: pixel (row, column) of image i is X[row, column, :, i]
     assert torch.equal(a.train_x[4], torch.from_numpy(mat["X"][:, :, :, 4]).permute(2, 0, 1))
+
+
+def test_svhn_extra_follows_train_in_the_training_split(tmp_path: Path) -> None:
+    import scipy.io
+
+    write_svhn(tmp_path / "svhn", n_extra=12)
+    extra = scipy.io.loadmat(tmp_path / "svhn" / "extra_32x32.mat")
+    plain = load_svhn(tmp_path / "svhn", tmp_path / "cache")
+    both = load_svhn(tmp_path / "svhn", tmp_path / "cache", use_extra=True)
+    assert plain.train_x.shape[0] == 30 and both.train_x.shape[0] == 42
+    assert torch.equal(both.train_x[:30], plain.train_x) and torch.equal(both.heldout_y, plain.heldout_y)
+    assert both.train_y[30:].tolist() == [int(v) % 10 for v in extra["y"].reshape(-1)]
+    assert torch.equal(both.train_x[30 + 5], torch.from_numpy(extra["X"][:, :, :, 5]).permute(2, 0, 1))
+    dm = SVHNDataModule(root=str(tmp_path / "svhn"), cache_dir=str(tmp_path / "cache2"), use_extra=True,
+                        forget_index_file=str(_write(tmp_path / "f.txt", "1 31 41\n")))
+    dm.setup()
+    assert dm.split.forget.tolist() == [1, 31, 41] and len(dm.split.retain) == 39
+    write_svhn(tmp_path / "no_extra")
+    with pytest.raises(FileNotFoundError, match="extra_32x32.mat"):
+        load_svhn(tmp_path / "no_extra", tmp_path / "cache", use_extra=True)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_svhn_module_serves_disjoint_streams_and_an_index_file(tmp_path: Path) -> None:

@@ -55,16 +55,19 @@ class SVHNDataModule(LocalImageDataModule):
         root: the folder holding ``train_32x32.mat`` and ``test_32x32.mat``; ``None`` downloads
             with torchvision into the cache folder (needs network).
         cache_dir: where decoded tensors and downloads are kept.
+        use_extra: train on ``train_32x32.mat`` followed by ``extra_32x32.mat`` (604,388 images;
+            indices of index files count in that order, the extra images from 73,257 on).
         **kwargs: see :class:`~unlearning.data.images.ImageDataModule` and
             :class:`~unlearning.data.base.UnlearningDataModule`.
     """
 
-    def __init__(self, root: str | None = None, cache_dir: str | None = None, **kwargs) -> None:
+    def __init__(self, root: str | None = None, cache_dir: str | None = None, use_extra: bool = False, **kwargs) -> None:
         super().__init__(root=root, cache_dir=cache_dir, **kwargs)
+        self.use_extra = use_extra
 
     def read(self) -> SourceArrays:
         """Load (and cache) SVHN with :func:`~unlearning.data.sources.load_svhn`."""
-        return load_svhn(self.root, self.cache_dir)
+        return load_svhn(self.root, self.cache_dir, use_extra=self.use_extra)
 
 
 class TinyImageNetDataModule(LocalImageDataModule):

@@ -511,15 +511,19 @@ def _load_cifar100(folder: Path, cache_dir: Path, label_kind: str) -> SourceArra
 _SVHN_LAYOUT = "torchvision's SVHN (a folder holding train_32x32.mat and test_32x32.mat)"
 
 
-def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True) -> SourceArrays:
-    """Load SVHN's cropped digits (torchvision's ``train_32x32.mat`` and ``test_32x32.mat``), or
-    download them with torchvision. Label 10 of the files is digit 0, as torchvision maps it.
+def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, download: bool = True,
+              use_extra: bool = False) -> SourceArrays:
+    """Load SVHN's cropped digits (torchvision's ``train_32x32.mat`` and ``test_32x32.mat``, and
+    ``extra_32x32.mat`` when asked), or download them with torchvision. Label 10 of the files is
+    digit 0, as torchvision maps it.
 
     Args:
         root: the folder holding the ``.mat`` files, or ``None`` to use torchvision's download
             into ``<cache_dir>/svhn``.
         cache_dir: where decoded tensors (and downloads) are kept; see :func:`default_cache_dir`.
         download: allow torchvision to download when ``root`` is ``None``.
+        use_extra: the training split is ``train`` followed by ``extra`` (531,131 easier digits;
+            73,257 + 531,131 images in that order), as SVHN's papers that "use the extra set" train.
 
     Returns:
         The images as uint8 tensors, in the files' order; classes ``"0"`` to ``"9"``.
@@ -529,15 +533,16 @@ def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, down
         ValueError: for a file that is no readable ``.mat`` file of SVHN's keys and shapes.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    splits = ("train", "test", "extra") if use_extra else ("train", "test")
     if root is None:
         folder = cache_dir / "svhn"
-        if not all((folder / f"{s}_32x32.mat").is_file() for s in ("train", "test")):
+        if not all((folder / f"{s}_32x32.mat").is_file() for s in splits):
             if not download:
                 raise FileNotFoundError(f"no SVHN at {str(folder)!r} and download=False; point root at {_SVHN_LAYOUT}")
             import torchvision
 
             def fetch() -> None:
-                for split in ("train", "test"):
+                for split in splits:
                     torchvision.datasets.SVHN(str(folder), split=split, download=True)
 
             _download("SVHN", folder, fetch, _SVHN_LAYOUT)
@@ -545,8 +550,8 @@ def load_svhn(root: str | Path | None, cache_dir: str | Path | None = None, down
         folder = Path(root)
         if not folder.is_dir():
             raise FileNotFoundError(f"SVHN root {str(folder)!r} does not exist: expected {_SVHN_LAYOUT}")
-    key = ("svhn", str(folder.resolve()), str(cache_dir.resolve()))
-    return _remembered(key, lambda: _load_svhn(folder, cache_dir))
+    key = ("svhn", str(folder.resolve()), str(cache_dir.resolve()), use_extra)
+    return _remembered(key, lambda: _load_svhn(folder, cache_dir, use_extra))
 
 
 def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -571,18 +576,22 @@ def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy((y % 10).astype(np.int64))
 
 
-def _load_svhn(folder: Path, cache_dir: Path) -> SourceArrays:
-    files = [folder / f"{s}_32x32.mat" for s in ("train", "test")]
+def _load_svhn(folder: Path, cache_dir: Path, use_extra: bool = False) -> SourceArrays:
+    files = [folder / f"{s}_32x32.mat" for s in (("train", "test", "extra") if use_extra else ("train", "test"))]
     for f in files:
         if not f.is_file():
-            raise FileNotFoundError(f"{str(f)!r} does not exist: expected {_SVHN_LAYOUT}")
+            layout = _SVHN_LAYOUT.replace("test_32x32.mat", "test_32x32.mat, and extra_32x32.mat for use_extra")
+            raise FileNotFoundError(f"{str(f)!r} does not exist: expected {layout if use_extra else _SVHN_LAYOUT}")
 
     def build() -> SourceArrays:
         train_x, train_y = _read_svhn(files[0])
         test_x, test_y = _read_svhn(files[1])
+        if use_extra:
+            extra_x, extra_y = _read_svhn(files[2])
+            train_x, train_y = torch.cat([train_x, extra_x]), torch.cat([train_y, extra_y])
         return SourceArrays(train_x, train_y, test_x, test_y, SVHN_CLASSES)
 
-    return _cached(cache_dir, "svhn", folder, files, "", build)
+    return _cached(cache_dir, "svhn-extra" if use_extra else "svhn", folder, files, "", build)
 
 
 # ---- Tiny-ImageNet -------------------------------------------------------------------------------
