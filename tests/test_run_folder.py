@@ -151,6 +151,7 @@ def test_model_help_of_every_module_fits_on_two_screens(name: str) -> None:
     text = out.getvalue()
     assert len(text.splitlines()) <= 120, len(text.splitlines())
     assert "torch.nn.Linear" not in text and "torch.ao." not in text
+    assert "lightning.pytorch.callbacks.ModelPruning" not in text  # Lightning's callbacks are not listed
     if "--model.net NET" in text:  # a module with a network argument offers the project's
         flat = " ".join(text.split())
         assert "unlearning.nets.SmallCNN" in flat and "any torch.nn.Module by class path" in flat

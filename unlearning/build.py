@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
@@ -81,21 +81,31 @@ def _offered_network(class_path: str) -> bool:
     return not (isinstance(cls, type) and issubclass(cls, LightningModule))
 
 
+def _hinted_types(hint: Any) -> set[Any]:
+    """The types a type hint names, through ``Optional``, ``Union`` and ``list``."""
+    args = typing.get_args(hint)
+    return {hint} if not args else set().union(*(_hinted_types(a) for a in args))
+
+
 class NetworkHelpFormatter(DefaultHelpFormatter):
     """jsonargparse's help, with the "known subclasses" of an ``nn.Module`` argument (a network)
-    cut to the project's networks and the user's, instead of every layer that torch, torchvision
-    and Lightning define (hundreds of lines)."""
+    cut to the project's networks and the user's, and those of a ``Callback`` argument to the
+    project's callbacks, instead of every layer that torch, torchvision and Lightning define and
+    every callback Lightning ships (hundreds of lines)."""
 
     def _get_help_string(self, action: Any) -> str:
         text = super()._get_help_string(action)
-        hint = getattr(action, "_typehint", None)
+        types = _hinted_types(getattr(action, "_typehint", None))
         head, sep, tail = text.partition(", known subclasses: ")
-        if not sep or nn.Module not in (hint, *typing.get_args(hint)):
+        if not sep or not types & {nn.Module, Callback}:
             return text
         paths = [s.strip() for s in tail.rstrip(")").split(",")]
-        kept = [s for s in paths if _offered_network(s)]
+        if nn.Module in types:
+            kept, base = [s for s in paths if _offered_network(s)], "torch.nn.Module"
+        else:
+            kept, base = [s for s in paths if s.startswith("unlearning.callbacks.")], "lightning.Callback"
         listed = f", known subclasses: {', '.join(kept)}" if kept else ""
-        return f"{head}{listed}; or any torch.nn.Module by class path)"
+        return f"{head}{listed}; or any {base} by class path)"
 
 
 class ConfigParser(LightningArgumentParser):

@@ -144,16 +144,11 @@ class Classifier(EvaluatedModule):
         train_callbacks: callbacks of the recipe that change the trained model (e.g.
             :class:`~unlearning.callbacks.WhiteningInit`): part of the module's settings, so of
             the score's cache key, unlike the trainer's callbacks.
-        init_weights: a weights file the network starts from instead of its random
-            initialisation (pretrained weights: a ``state_dict``, or a dict holding one under
-            ``state_dict``, ``model``, ``net`` or ``model_state_dict``; loaded with
-            ``weights_only``), read when training starts. The retrain oracle of an original
-            fine-tuned from pretrained weights must start from the same file; the score's cache
-            keys it by content, so a file rewritten in place trains new models.
-        init_skip: key prefixes of ``init_weights`` left at the seeded random initialisation
-            (e.g. ``[fc.]``: a head pretrained on other classes).
-        init_strip_prefix: key prefixes removed from ``init_weights`` first, in order (e.g.
-            ``[module.]``).
+        init_weights: pretrained weights the network starts from (a ``state_dict`` file, see
+            docs/own_model.md; the oracle of a fine-tuned original needs the same file), read
+            when training starts and keyed by content in the score's cache.
+        init_skip: ``init_weights`` key prefixes left at random initialisation (``[fc.]``).
+        init_strip_prefix: key prefixes stripped from ``init_weights`` first (``[module.]``).
 
     Raises:
         ValueError: on a ``num_classes`` other than the network's, ``lr <= 0``, Nesterov without momentum, ``lr_points`` without the
