@@ -2,6 +2,7 @@
 synthetic images and the two-circles toy."""
 
 from unlearning.data.base import UnlearningDataModule
+from unlearning.data.corruption import CorruptedForget
 from unlearning.data.datasets import (
     CIFAR100DataModule,
     ImageFolderDataModule,
@@ -24,6 +25,7 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassForget",
+    "CorruptedForget",
     "ForgetScenario",
     "ImageDataModule",
     "ImageFolderDataModule",

@@ -17,6 +17,10 @@ from unlearning.data.sources import SourceArrays
 __all__ = ["UnlearningDataModule"]
 
 EVAL_STREAMS = ("retain", "forget", "val", "test")
+#: the streams a scenario that corrupts the training data adds to evaluation (see
+#: :class:`~unlearning.data.corruption.CorruptedForget`): the forgotten and the undiscovered
+#: corrupted examples with their true labels, and test images of other classes with the trigger
+HEALING_STREAMS = ("corrupted_forget", "corrupted_retain", "trigger")
 #: what a module that does not derive from :class:`~unlearning.data.contract.StreamDeclarations`
 #: is served: the defaults
 _UNDECLARED = StreamDeclarations()
@@ -33,6 +37,9 @@ class UnlearningDataModule(LightningDataModule):
     ``stream_mode`` (a Lightning ``CombinedLoader`` mode, ``max_size_cycle`` by default) and
     batched by its ``stream_options``. Evaluation covers ``retain``, ``forget``, ``val`` and ``test``
     as four loaders in that order, or the streams given as ``eval_streams`` (:attr:`eval_streams`).
+    A scenario that corrupts the training data (:class:`~unlearning.data.corruption.CorruptedForget`)
+    changes the training arrays at :meth:`setup` and adds its streams of :data:`HEALING_STREAMS`
+    to the evaluated ones (:attr:`healing_streams`).
 
     Args:
         batch_size: training batch size of each stream (per device).
@@ -110,6 +117,8 @@ class UnlearningDataModule(LightningDataModule):
             self.eval_streams = tuple(eval_streams)
         self.arrays: SourceArrays | None = None
         self.split: Split | None = None
+        #: ``{stream: (x, y, indices)}`` of the evaluation streams a corrupting scenario adds
+        self.healing_streams: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._device: torch.device | None = None
 
     # ---- hooks for subclasses -------------------------------------------------------------
@@ -157,6 +166,10 @@ class UnlearningDataModule(LightningDataModule):
             arrays.heldout_y.to(device),
             arrays.classes,
         )
+        corrupt = getattr(self.forget_scenario, "corrupt", None)  # a scenario that changes the training data
+        if corrupt is not None:
+            self.arrays, self.healing_streams = corrupt(self.arrays, self.split)
+            self.eval_streams = (*self.eval_streams, *self.healing_streams)
 
     @property
     def num_classes(self) -> int:
@@ -179,6 +192,8 @@ class UnlearningDataModule(LightningDataModule):
             return a.train_x, a.train_y, getattr(s, name)
         if name in ("val", "test"):
             return a.heldout_x, a.heldout_y, getattr(s, name)
+        if name in self.healing_streams:
+            return self.healing_streams[name]
         raise ValueError(f"unknown stream {name!r}: expected one of {list(STREAMS)}")
 
     def stream_loader(
@@ -187,7 +202,7 @@ class UnlearningDataModule(LightningDataModule):
         """A loader over one stream, shuffled and augmented when ``train`` is true.
 
         Args:
-            name: one of :data:`~unlearning.data.STREAMS`.
+            name: one of :data:`~unlearning.data.STREAMS`, or of :attr:`healing_streams`.
             train: shuffle (seeded) and augment; else the stream's fixed order, not augmented.
             batch_size: batch size (default: ``batch_size`` for training, ``eval_batch_size``).
             drop_single: drop a final one-example training batch (BatchNorm cannot train on it).
@@ -204,7 +219,7 @@ class UnlearningDataModule(LightningDataModule):
             batch_size or (self.batch_size if train else self.eval_batch_size),
             transform=transform,
             shuffle=train,
-            seed=self._seed() + 7919 * STREAMS.index(name),
+            seed=self._seed() + 7919 * (STREAMS.index(name) if name in STREAMS else 0),  # a healing stream is never shuffled
             drop_single=drop_single,
         )
 

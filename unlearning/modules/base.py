@@ -3,10 +3,10 @@
 It owns the Lightning hooks that all stages share, so that a stage only says how it trains:
 - the network (a plain ``nn.Module``) and the spec that rebuilds it from a checkpoint (read back
   by :mod:`unlearning.modules.checkpoint`);
-- evaluation on the retain, forget, val and test streams: accuracies (torchmetrics, synchronised
-  over DDP ranks) and per-example outputs gathered from all ranks
-  (:func:`~unlearning.modules.distributed.gather_rows`), of the model and of a reference
-  (oracle) network when one is attached, measured at the end of the epoch by
+- evaluation on the retain, forget, val and test streams (and the healing streams of corrupted
+  data): accuracies (torchmetrics, synchronised over DDP ranks) and per-example outputs gathered
+  from all ranks (:func:`~unlearning.modules.distributed.gather_rows`), of the model and of a
+  reference (oracle) network when one is attached, measured at the end of the epoch by
   :func:`~unlearning.metrics.measure` (the attacks, the gaps, the KL divergence to the reference);
 - cost accounting (training wall time without validation, images processed; see
   :mod:`unlearning.modules.cost`), stored in every checkpoint so later stages can compare costs;
@@ -28,7 +28,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from unlearning.data.base import EVAL_STREAMS
+from unlearning.data.base import EVAL_STREAMS, HEALING_STREAMS
 from unlearning.data.contract import StreamDeclarations
 from unlearning.metrics.evaluation import measure, stream_outputs
 from unlearning.modules.checkpoint import (  # the checkpoint functions' former home: importable from here as before
@@ -93,9 +93,10 @@ class EvaluatedModule(StreamDeclarations, CostAccounting, LightningModule):
         #: the reference's training cost (from its checkpoint): the denominator of cost fractions
         self.reference_cost: dict[str, float] = {}
         self.net_spec: dict[str, Any] = {}
-        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
-        self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in EVAL_STREAMS})
-        self.ref_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in EVAL_STREAMS})
+        streams = (*EVAL_STREAMS, *HEALING_STREAMS)  # the healing streams: only when the data is corrupted
+        self.acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in streams})
+        self.loss_mean = nn.ModuleDict({s: MeanMetric() for s in streams})
+        self.ref_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in streams})
         self.init_cost()
         self.last_eval: dict[str, Any] = {}
         self._outputs: dict[str, dict[str, list[torch.Tensor]]] = {}

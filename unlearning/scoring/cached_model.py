@@ -34,7 +34,7 @@ from unlearning.build import build_run
 from unlearning.metrics.evaluation import evaluate
 from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import find_object, module_class, resolve_class
-from unlearning.scoring.fingerprint import code_digests, code_identity
+from unlearning.scoring.fingerprint import code_digests, code_identity, module_files
 from unlearning.utils import atomic_path, silence_lightning_noise, verbose, versions
 
 __all__ = [
@@ -101,6 +101,7 @@ def stage_recipe(cfg: dict[str, Any], args: Sequence[str], data: dict[str, Any])
 def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """The data section without where the data lives, and with every file it reads for the split
     (an index file, a scores file) keyed by its content: a file rewritten in place is a new recipe.
+    A scenario that changes the training data adds the digests of its code (its ``code``).
 
     Raises:
         ValueError: when such a file does not exist, naming it.
@@ -117,6 +118,8 @@ def data_recipe(data: dict[str, Any]) -> dict[str, Any]:
                 args[name] = _content(args[name], f"{cls.__name__}'s {name}")
         init["forget_scenario"] = {"class_path": cls.__name__ if cls is not None else scenario["class_path"],
                                    "init_args": args}
+        if getattr(cls, "training_args", ()):  # it changes the training data: its code trains every model
+            init["forget_scenario"]["code"] = module_files(cls)
     return {"class_path": data.get("class_path"), "init_args": init}
 
 
@@ -124,7 +127,10 @@ def training_data(data: dict[str, Any]) -> dict[str, Any]:
     """The data section as the original's recipe sees it: without the forget set, which does not
     change what the original trains on (retain and forget together), unless it pins examples into a
     training subset (an index file with ``train_subset``). Every scenario of one setting then shares
-    one original.
+    one original. A scenario that changes the training data itself (corrupted data, see
+    :class:`~unlearning.data.corruption.CorruptedForget`) keeps the arguments that name the
+    change (its ``training_args``, defaults filled in) and loses the others (the discovery rate):
+    every discovery rate of one corruption shares one original.
 
     Args:
         data: a data section (``class_path``/``init_args``).
@@ -132,6 +138,9 @@ def training_data(data: dict[str, Any]) -> dict[str, Any]:
     Returns:
         A new section without the forget-set arguments (or ``data`` itself when they shape the
         training set).
+
+    Raises:
+        ValueError: from a corrupting scenario's bad argument.
     """
     init = dict(data.get("init_args") or {})
     scenario = init.get("forget_scenario")
@@ -139,7 +148,13 @@ def training_data(data: dict[str, Any]) -> dict[str, Any]:
     pins = init.get("forget_index_file") is not None or bool(getattr(cls, "pins_examples", False))
     if pins and init.get("train_subset") is not None:
         return data
-    return {**data, "init_args": {k: v for k, v in init.items() if k not in FORGET_SET_ARGS}}
+    kept = {k: v for k, v in init.items() if k not in FORGET_SET_ARGS}
+    changed = getattr(cls, "training_args", ())
+    if changed:
+        args = cls(**dict(scenario.get("init_args") or {})).spec()["init_args"]
+        kept["forget_scenario"] = {"class_path": scenario["class_path"],
+                                   "init_args": {k: args[k] for k in changed if k in args}}
+    return {**data, "init_args": kept}
 
 
 def _content(path: str | Path, what: str) -> dict[str, str]:
@@ -261,8 +276,12 @@ def score_datamodule(data: dict[str, Any]) -> Any:
     Returns:
         The data module (not set up: its data is loaded at its first use).
     """
-    section = score_data(data)
-    return resolve_class(str(section["class_path"]), "data")(**section["init_args"])
+    init = dict(score_data(data)["init_args"])
+    scenario = init.get("forget_scenario")
+    if isinstance(scenario, dict):  # a section, as the command line's parser would build it
+        init["forget_scenario"] = resolve_class(str(scenario["class_path"]), "data")(
+            **dict(scenario.get("init_args") or {}))
+    return resolve_class(str(data["class_path"]), "data")(**init)
 
 
 def complete_evaluation(run: CachedRun, data: dict[str, Any], datamodule: Any = None) -> None:

@@ -6,7 +6,8 @@ cache, so the 2N oracles are trained once for all of them and a rerun trains onl
 The leaderboard gathers, per method: the competition's F, its ceiling, F / ceiling and the final
 score; the retain and test accuracy ratios; the attacks (simple MIA, the predictive-distribution
 attack, MIA-efficacy, KLOM on forget, retain and held-out examples); the cost as fractions of one
-oracle's training time and images, and the over-the-limit flag.
+oracle's training time and images, and the over-the-limit flag; on corrupted training data, the
+healing numbers (:mod:`unlearning.scoring.healing`) of the method, the oracles and the original.
 
 A folder of methods means its ``*.yaml`` files, less the search spaces of ``unlearning tune``
 (``*.space.yaml``). The leaderboard writes
@@ -37,6 +38,7 @@ import numpy as np
 from unlearning.methods import declared_stages
 from unlearning.metrics.forgetting import forgetting_points
 from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.healing import healing_markdown, healing_rows
 from unlearning.scoring.matrix import scenario_data, write_matrix
 from unlearning.scoring.score import json_ready, run_score
 from unlearning.scoring.setting import ScoreSetting
@@ -241,6 +243,7 @@ def leaderboard_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
         for arg, st in (r.get("stages") or {}).items():
             row[f"stage_{arg}_cost_time_fraction"] = st.get("cost_time_fraction", math.nan)
         row["over_cost_limit"] = bool(r["over_cost_limit"])
+        row.update(healing_rows(r.get("healing") or {}))  # corrupted data only
         rows.append(row)
     return rows
 
@@ -266,6 +269,11 @@ def leaderboard_markdown(payload: dict[str, Any]) -> str:
     rows = sorted(payload["rows"], key=lambda r: -(r["final_score"] if math.isfinite(r["final_score"]) else -1))
     table = markdown_table({r["method"]: _cells(r) for r in rows}, LEADERBOARD_COLUMNS, first="method")
     notes = payload.get("notes") or []
+    healing = healing_markdown(rows)
+    if healing:
+        table += ("\n\nHealing of the corrupted training data: accuracy on the true labels of the forgotten and "
+                  "of the undiscovered corrupted examples (higher is healed), the trigger's attack success (lower "
+                  "is healed):\n\n" + healing)
     return table + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 

@@ -8,7 +8,8 @@ ceiling (scenarios differ in how much room they leave), and its own leaderboard 
 
 - ``scenarios.json``: ``rows``, one per (scenario, method), with ``scenario``, ``method``,
   ``n_models``, ``ceiling``, ``relative_forgetting``, ``final_score``, ``over_cost_limit`` and the
-  per-run accuracies; ``ceilings`` per scenario; the setting;
+  per-run accuracies (and, on a corrupted-data scenario, the ``healing_*`` columns of
+  :func:`~unlearning.scoring.healing.healing_rows`); ``ceilings`` per scenario; the setting;
 - ``scenarios.md``: the matrix of F / ceiling (a method over the cost limit in brackets), the
   ceilings, and the best method within the cost limit per scenario;
 - ``scenarios.png``: the matrix as a heatmap, the ceiling of each scenario above its column.
@@ -23,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+import unlearning.data as data_package
 from unlearning.callbacks.figures import FigureWriter
-from unlearning.data import scenarios
 from unlearning.data.scenarios import ForgetScenario
 from unlearning.registry import find_object
 from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.healing import healing_markdown
 from unlearning.scoring.score import json_ready
 from unlearning.tables import fmt_number, markdown_table
 from unlearning.utils import atomic_path
@@ -55,7 +57,8 @@ def scenario_data(data: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
         raise ValueError(f"a scenario must be a section with a class_path (e.g. ClassForget), got {scenario!r}")
     cls = find_object(scenario["class_path"], ("unlearning.data",))
     if not (isinstance(cls, type) and issubclass(cls, ForgetScenario)):
-        known = ", ".join(sorted(n for n in scenarios.__all__ if n[0].isupper() and n != "ForgetScenario"))
+        known = ", ".join(sorted(n for n, c in vars(data_package).items()
+                                 if isinstance(c, type) and issubclass(c, ForgetScenario) and c is not ForgetScenario))
         raise ValueError(f"unknown forget scenario {scenario['class_path']!r}: expected one of {known} "
                          "or the dotted path of a ForgetScenario")
     try:
@@ -79,7 +82,8 @@ def matrix_rows(boards: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                          "ceiling": row["ceiling"], "relative_forgetting": row["relative_forgetting"],
                          "final_score": row["final_score"], "over_cost_limit": bool(row["over_cost_limit"]),
                          "num_forget": method.get("num_forget"),
-                         **{k: row.get(k, math.nan) for k in MATRIX_KEYS[7:]}})
+                         **{k: row.get(k, math.nan) for k in MATRIX_KEYS[7:]},
+                         **{k: v for k, v in row.items() if k.startswith("healing_")}})  # corrupted data only
     return rows
 
 
@@ -121,8 +125,14 @@ def matrix_markdown(rows: list[dict[str, Any]]) -> str:
     best = best_within_limit(rows)
     lines = [f"- `{s}`: {best[s]['method']} ({fmt_number(best[s]['relative_forgetting'])} of the ceiling)"
              for s in scenarios if s in best]
-    return ("F / ceiling per method and scenario (in brackets: over the cost limit).\n\n" + table +
+    text = ("F / ceiling per method and scenario (in brackets: over the cost limit).\n\n" + table +
             "\nBest within the cost limit:\n\n" + "\n".join(lines) + "\n")
+    healing = healing_markdown(rows, column="scenario")
+    if healing:
+        text += ("\nHealing on the corrupted-data scenarios: true-label accuracy on the forgotten / on the "
+                 "undiscovered corrupted examples / the trigger's attack success (n/a: no such examples).\n\n"
+                 + healing + "\n")
+    return text
 
 
 def matrix_figure(rows: list[dict[str, Any]], title: str = "F / ceiling by method and forget scenario") -> Any:

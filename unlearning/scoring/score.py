@@ -9,7 +9,10 @@ Given a data split, the oracle recipe, the original model and a method config, a
 4. computes per-example epsilon, F and the final score, the ceiling (F between the two halves of
    the oracles: what perfect unlearning gets at this N) and F / ceiling;
 5. summarises the base class's per-run metrics over the N runs and flags a method whose mean cost
-   is over the competition's limit (20% of one oracle's training).
+   is over the competition's limit (20% of one oracle's training);
+6. on corrupted training data (:class:`~unlearning.data.CorruptedForget`), adds how much of the
+   corruption the original, the oracles and the method runs still show (``healing``, see
+   :mod:`unlearning.scoring.healing`).
 
 ``seeds`` restricts which models this process trains, so that several processes, machines or a
 SLURM array can fill one cache; the score is computed once every model is there.
@@ -36,6 +39,7 @@ from unlearning.metrics.klom import klom
 from unlearning.registry import module_class
 from unlearning.scoring.cache import CachedRun, RecipeCache, now, write_json_atomic
 from unlearning.scoring.fingerprint import code_identity
+from unlearning.scoring.healing import HEALING_METRICS, healing_summary, original_healing
 from unlearning.scoring.report import write_outputs
 from unlearning.scoring.cached_model import (
     checkpoint_identity,
@@ -249,6 +253,10 @@ def run_score(
         complete_evaluation(run, data, dm)
     result = _score(oracle_runs, method_runs, n, setting.cost_limit)
     result["stages"] = _stage_costs(caches, result["oracle_cost"])
+    method_recs = [r.record() for r in method_runs]
+    if any(m in method_recs[0]["metrics"] for m in HEALING_METRICS.values()):  # corrupted training data
+        result["healing"] = healing_summary([r.record() for r in oracle_runs], method_recs,
+                                            _original_healing(setting, caches, data))
     result.update(
         name=name,
         method_config=str(method),
@@ -268,6 +276,16 @@ def run_score(
     result["timings"]["total_s"] = time.perf_counter() - t_start
     write_json_atomic(out / "score.json", json_ready({k: v for k, v in result.items() if k != "arrays"}))
     return result
+
+
+def _original_healing(setting: ScoreSetting, caches: _Caches, data: dict[str, Any]) -> dict[str, Any] | None:
+    """The original's healing metrics on this score's split (``None`` when its cache entry is gone)."""
+    if caches.original is None:
+        checkpoint: Path | None = Path(setting.original)
+    else:
+        run = caches.original.get(caches.original_seed)
+        checkpoint = run.checkpoint if run is not None else None
+    return original_healing(checkpoint, score_datamodule(data)) if checkpoint is not None else None
 
 
 def _check_stages(method: str, cfg: dict[str, Any], stages: dict[str, str]) -> None:
