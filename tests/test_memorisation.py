@@ -16,16 +16,20 @@ import yaml
 
 from unlearning.callbacks import TrainingDynamics
 from unlearning.data import SyntheticImageDataModule
+from unlearning.data.scenarios import ScoreBandForget
 from unlearning.data.sources import SourceArrays
 from unlearning.memorisation import SCORES_FILE, SUMMARY_FILE, load_scores, run_memorise
 from unlearning.metrics import (
     MemorisationWarning,
+    centroid_distance,
     entanglement_score,
     memorisation_estimate,
     penultimate_features,
     penultimate_layer,
+    penultimate_outputs,
     spearman,
     subset_masks,
+    within_class_quantile,
 )
 from unlearning.modules import Classifier, RetrainOracle
 from unlearning.nets import MLP, CifarResNet, SmallCNN
@@ -115,6 +119,59 @@ def test_entanglement_is_spread_within_over_spread_between() -> None:
         entanglement_score(retain, np.zeros((0, 2)))
     with pytest.raises(ValueError, match="same width, got 2 and 3"):
         entanglement_score(retain, np.zeros((2, 3)))
+
+
+def test_centroid_distance_is_in_units_of_the_distance_between_class_means() -> None:
+    # class 0's mean is (1, 0), class 1's (10, 2): one unit is sqrt(81 + 4)
+    feats = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [10.0, 0.0], [10.0, 4.0], [10.0, 2.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    unit = np.sqrt(85.0)
+    np.testing.assert_allclose(centroid_distance(feats, labels), np.array([1, 1, 0, 2, 2, 0]) / unit)
+    # the same with three classes: the unit is the mean of the three pairwise distances
+    three = np.vstack([feats, [[1.0, 10.0], [1.0, 12.0]]])
+    means = np.array([[1.0, 0.0], [10.0, 2.0], [1.0, 11.0]])
+    unit3 = np.mean([np.linalg.norm(means[a] - means[b]) for a, b in ((0, 1), (0, 2), (1, 2))])
+    d = centroid_distance(torch.tensor(three), torch.tensor([0, 0, 0, 1, 1, 1, 2, 2]))
+    np.testing.assert_allclose(d, np.array([1, 1, 0, 2, 2, 0, 1, 1]) / unit3)
+    with pytest.raises(ValueError, match="at least 2 classes to set its unit, got 1"):
+        centroid_distance(feats, np.zeros(6, dtype=int))
+    with pytest.raises(ValueError, match="labels must be 6 integers .*got 5 of dtype int"):
+        centroid_distance(feats, labels[:5])
+    with pytest.raises(ValueError, match="all class means coincide"):
+        centroid_distance(np.array([[0.0], [2.0], [1.0], [1.0]]), np.array([0, 0, 1, 1]))
+
+
+def test_within_class_quantile_ranks_each_class_on_its_own() -> None:
+    score = np.array([5.0, 1.0, 3.0, 100.0, 200.0, 7.0])
+    labels = np.array([0, 0, 0, 1, 1, 0])
+    # class 0 (4 examples): 5, 1, 3, 7 rank 2, 0, 1, 3; class 1 (2): 100, 200 rank 0, 1
+    np.testing.assert_allclose(within_class_quantile(score, labels), [2.5 / 4, 0.5 / 4, 1.5 / 4, 0.25, 0.75, 3.5 / 4])
+    with pytest.raises(ValueError, match="needs finite scores, got nan"):
+        within_class_quantile(np.array([1.0, np.nan]), np.array([0, 1]))
+
+
+def test_the_examples_nearest_their_class_means_are_the_entangled_set() -> None:
+    """The direction of the band scenarios on centroid_quantile: ``low`` (the same share of each
+    class, nearest its mean) is more entangled with the rest than a random set of the same size,
+    and than ``high``; ranking the raw distance instead takes the tightest classes and is not."""
+    rng = np.random.default_rng(3)
+    classes, per_class = 5, 200
+    y = np.repeat(np.arange(classes), per_class)
+    spread = rng.uniform(0.5, 2.0, classes)
+    feats = np.maximum(rng.normal(0, 3, (classes, 16))[y] + rng.normal(size=(y.size, 16)) * spread[y, None], 0)
+    k = y.size // 10
+
+    def es(chosen: np.ndarray) -> float:
+        mask = np.zeros(y.size, dtype=bool)
+        mask[chosen] = True
+        return entanglement_score(feats[~mask], feats[mask])
+
+    distance = centroid_distance(feats, y)
+    quantile = np.argsort(within_class_quantile(distance, y), kind="stable")
+    near, far, random = es(quantile[:k]), es(quantile[-k:]), es(rng.permutation(y.size)[:k])
+    assert near > 2 * random and near > 2 * far
+    assert np.bincount(y[quantile[:k]], minlength=classes).tolist() == [k // classes] * classes
+    assert es(np.argsort(distance)[:k]) < near / 4
 
 
 def test_penultimate_features_are_the_heads_input() -> None:
@@ -212,7 +269,8 @@ def test_memorise_writes_its_scores_and_reuses_its_models(flipped_run: tuple[dic
     for key in ("label", "estimate", "confidence_proxy", "accuracy_proxy"):
         assert scores[key].shape == (n,)
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert set(summary["entanglement"]) == {"forget", "high_memorisation", "low_memorisation"}
+    assert set(summary["entanglement"]) == {"forget", "high_memorisation", "low_memorisation", "highest_loss",
+                                            "lowest_loss", "near_centroid", "far_from_centroid"}
     assert all(0 < v < float("inf") for v in summary["entanglement"].values())
     assert (out / "memorisation.png").stat().st_size > 0 and (out / "memorisation_examples.png").stat().st_size > 0
     # each subset model is the oracle recipe with the left-out examples as its forget index file
@@ -228,6 +286,40 @@ def test_memorise_writes_its_scores_and_reuses_its_models(flipped_run: tuple[dic
     assert again["timings"]["models_trained"] == 0
     assert again["setting_digest"] == summary["setting_digest"]
     np.testing.assert_array_equal(load_scores(out.parent / "again")["estimate"], scores["estimate"])
+
+
+def test_memorise_writes_the_originals_loss_and_centroid_distance(flipped_run: tuple[dict, Path, Path]) -> None:
+    """``original_loss`` and ``centroid_distance`` are the original's, example by example, in the
+    file's order; a band scenario on them takes the highest- or lowest-loss examples; the
+    examples nearest their class means (``centroid_quantile`` low) are the entangled set."""
+    from unlearning.modules.checkpoint import load_net
+    from unlearning.scoring.cached_model import score_datamodule
+
+    result, cache, out = flipped_run
+    scores = load_scores(out)
+    (ckpt,) = cache.glob("original-*/seed-*/model.ckpt")
+    net, _ = load_net(ckpt)
+    dm = score_datamodule(result["config"]["data"])
+    dm.setup("fit")
+    rows = torch.from_numpy(scores["index"])
+    labels = dm.arrays.train_y[rows]
+    feats, logits = penultimate_outputs(net, [dm.arrays.train_x[rows]], dm.eval_transform)
+    loss = torch.nn.functional.cross_entropy(logits.double(), labels, reduction="none").numpy()
+    np.testing.assert_allclose(scores["original_loss"], loss, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scores["centroid_distance"], centroid_distance(feats, labels), rtol=1e-5)
+    np.testing.assert_allclose(scores["centroid_quantile"], within_class_quantile(scores["centroid_distance"], labels))
+    # the flipped labels disagree with what the images show: the original fits them worst
+    flipped = np.isin(scores["index"], FLIPPED)
+    assert np.median(scores["original_loss"][flipped]) > np.quantile(scores["original_loss"][~flipped], 0.75)
+
+    pool = torch.from_numpy(scores["index"])
+    for band, pick in (("high", slice(-40, None)), ("low", slice(None, 40))):
+        chosen = ScoreBandForget(str(out / SCORES_FILE), key="original_loss", band=band, fraction=0.1).select(
+            dm.arrays.train_y, pool, [], torch.Generator())
+        expected = np.sort(scores["index"][np.argsort(scores["original_loss"], kind="stable")[pick]])
+        np.testing.assert_array_equal(chosen.numpy(), expected)
+    ent = result["entanglement"]
+    assert ent["near_centroid"] > 1.3 * ent["forget"] and ent["near_centroid"] > 1.3 * ent["far_from_centroid"]
 
 
 @pytest.mark.parametrize("change, match", [

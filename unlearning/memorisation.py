@@ -14,8 +14,8 @@ Given a data split, the original's and the oracle's fit configs, a memorise run
 3. predicts every training example with each of the K models and takes the Feldman-Zhang estimate
    (:func:`~unlearning.metrics.memorisation.memorisation_estimate`);
 4. compares each proxy with it (Spearman), and measures the entanglement of the split's forget set
-   (and of the as large most and least memorised sets) with the rest in the original's
-   penultimate features;
+   (and of as large sets at either end of the estimate, of the original's loss and of the centroid
+   quantile) with the rest in the original's penultimate features;
 5. writes ``<output_dir>/<name>/memorisation.npz`` and ``memorisation.json`` and two figures.
 
 ``memorisation.npz`` holds, per example of the training set, in the order of ``index``:
@@ -27,6 +27,16 @@ Given a data split, the original's and the oracle's fit configs, a memorise run
 - ``confidence_proxy``: 1 - the label's mean probability over the original's training
   (higher = more memorised; ``NaN`` with a ``.ckpt`` original, which has no training run);
 - ``accuracy_proxy``: 1 - the mean binary accuracy over the original's training (same sign);
+- ``original_loss``: the original's cross-entropy on the example (eval mode, evaluation
+  transform): ``band: high`` of it is the highest-loss set, ``low`` the lowest-loss one (MUBox's
+  cheap stand-ins for the best and the worst case);
+- ``centroid_distance``: the distance of the example's penultimate features under the original to
+  the mean of its class's, over the mean distance between two class means
+  (:func:`~unlearning.metrics.memorisation.centroid_distance`);
+- ``centroid_quantile``: its quantile within the example's class, in (0, 1)
+  (:func:`~unlearning.metrics.memorisation.within_class_quantile`): ``band: low`` of it is the
+  high-entanglement set (the same share of each class, nearest their class means), ``high`` the
+  low-entanglement one;
 - ``in_forget``: whether the split puts the example in its forget set;
 - ``members``: ``K x N`` booleans, whether model ``k`` trained on the example;
 - ``correct``: ``K x N`` booleans, whether model ``k`` predicts its label.
@@ -50,11 +60,13 @@ import torch
 
 from unlearning.callbacks.memorisation import DYNAMICS_FILE, TrainingDynamics
 from unlearning.metrics.memorisation import (
+    centroid_distance,
     entanglement_score,
     memorisation_estimate,
-    penultimate_features,
+    penultimate_outputs,
     spearman,
     subset_masks,
+    within_class_quantile,
 )
 from unlearning.modules.checkpoint import load_net
 from unlearning.scoring.cache import CachedRun, RecipeCache, file_digest, now, recipe_key, write_json_atomic
@@ -291,19 +303,19 @@ def run_memorise(
     else:
         orig_ckpt = Path(original)
     net, _ = load_net(orig_ckpt)
-    feats = penultimate_features(net, _batches(arrays.train_x, rows, bs), dm.eval_transform)
+    feats, logits = penultimate_outputs(net, _batches(arrays.train_x, rows, bs), dm.eval_transform)
+    original_loss = torch.nn.functional.cross_entropy(logits.double(), labels, reduction="none").numpy()
+    distance = centroid_distance(feats, labels)
+    quantile = within_class_quantile(distance, labels)
     eval_s = time.perf_counter() - t_eval
 
     in_forget = torch.isin(rows, split.forget).numpy()
     entanglement = {"forget": entanglement_score(feats[~in_forget], feats[in_forget])}
-    finite = np.flatnonzero(np.isfinite(estimate))
     size = int(in_forget.sum())
-    if 0 < size < finite.size:
-        order = finite[np.argsort(estimate[finite], kind="stable")]
-        for band, chosen in (("high_memorisation", order[-size:]), ("low_memorisation", order[:size])):
-            mask = np.zeros(n, dtype=bool)
-            mask[chosen] = True
-            entanglement[band] = entanglement_score(feats[~mask], feats[mask])
+    for score, high, low in ((estimate, "high_memorisation", "low_memorisation"),
+                             (original_loss, "highest_loss", "lowest_loss"),
+                             (quantile, "far_from_centroid", "near_centroid")):
+        entanglement.update(_band_entanglement(feats, score, size, high, low))
 
     correlations = {}
     for proxy, key in PROXIES.items():
@@ -313,7 +325,8 @@ def run_memorise(
     scores_path = out / SCORES_FILE
     with atomic_path(scores_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, index=rows.numpy(), label=labels.numpy(), estimate=estimate, in_forget=in_forget,
-                 members=masks, correct=correct, **proxies)
+                 members=masks, correct=correct, original_loss=original_loss, centroid_distance=distance,
+                 centroid_quantile=quantile, **proxies)
 
     images_trained = sum(float(r.record()["cost"].get("images_seen", 0.0))
                          for j in work if (r := j.cache.get(j.seed)) is not None)
@@ -351,6 +364,23 @@ def run_memorise(
                  list(arrays.classes), grid)
     summary["output_dir"] = str(out)
     return summary
+
+
+def _band_entanglement(feats: torch.Tensor, score: np.ndarray, size: int, high: str, low: str) -> dict[str, float]:
+    """The entanglement of the ``size`` examples with the highest finite ``score`` (named ``high``)
+    and of the ``size`` with the lowest (``low``) against the rest: the sets ``ScoreBandForget``
+    picks with ``band: high`` and ``low`` when the pool is the whole training set. Empty when
+    fewer than ``size + 1`` examples have a finite score."""
+    finite = np.flatnonzero(np.isfinite(score))
+    if not 0 < size < finite.size:
+        return {}
+    order = finite[np.argsort(score[finite], kind="stable")]
+    out = {}
+    for name, chosen in ((high, order[-size:]), (low, order[:size])):
+        mask = np.zeros(score.size, dtype=bool)
+        mask[chosen] = True
+        out[name] = entanglement_score(feats[~mask], feats[mask])
+    return out
 
 
 def _figures(out: Path, estimate: np.ndarray, proxies: dict[str, np.ndarray], correlations: dict[str, float | None],

@@ -6,12 +6,15 @@ from unlearning.metrics.forgetting import final_score, forgetting_points, forget
 from unlearning.metrics.klom import klom
 from unlearning.metrics.memorisation import (
     MemorisationWarning,
+    centroid_distance,
     entanglement_score,
     memorisation_estimate,
     penultimate_features,
     penultimate_layer,
+    penultimate_outputs,
     spearman,
     subset_masks,
+    within_class_quantile,
 )
 from unlearning.metrics.mia import mia_efficacy, predictive_mia, simple_mia
 from unlearning.metrics.outputs import attack_features, logit_scaled_confidence, per_example_stats
@@ -19,6 +22,7 @@ from unlearning.metrics.outputs import attack_features, logit_scaled_confidence,
 __all__ = [
     "MemorisationWarning",
     "attack_features",
+    "centroid_distance",
     "entanglement_score",
     "evaluate",
     "final_score",
@@ -32,6 +36,7 @@ __all__ = [
     "per_example_epsilon",
     "penultimate_features",
     "penultimate_layer",
+    "penultimate_outputs",
     "per_example_stats",
     "predictive_mia",
     "run_attack",
@@ -39,4 +44,5 @@ __all__ = [
     "spearman",
     "stream_outputs",
     "subset_masks",
+    "within_class_quantile",
 ]

@@ -1,8 +1,10 @@
 """Per-example memorisation and entanglement: the Feldman-Zhang estimate from models trained on
 random subsets, the Spearman correlation of a proxy with it, the entanglement score of a forget set
-against its retain set (RUM's), and the penultimate features of a network that it is computed on.
+against its retain set (RUM's), a per-example stand-in for it (the distance to the example's class
+centroid), and the penultimate features of a network that they are computed on.
 
-Everything here is a pure function of arrays, apart from :func:`penultimate_features`, which runs a
+Everything here is a pure function of arrays, apart from :func:`penultimate_outputs` (and
+:func:`penultimate_features`), which run a
 network. The models, the subsets and the files are ``unlearning memorise``'s
 (:mod:`unlearning.memorisation`).
 """
@@ -18,12 +20,15 @@ from torch import nn
 
 __all__ = [
     "MemorisationWarning",
+    "centroid_distance",
     "entanglement_score",
     "memorisation_estimate",
     "penultimate_features",
     "penultimate_layer",
+    "penultimate_outputs",
     "spearman",
     "subset_masks",
+    "within_class_quantile",
 ]
 
 
@@ -170,6 +175,83 @@ def _features(name: str, a: np.ndarray | torch.Tensor) -> np.ndarray:
     return arr
 
 
+def centroid_distance(features: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Each example's distance to the mean of its own class in a feature space, in units of the
+    mean distance between two class means:
+
+    ``d_i = ||g_i - c_{y_i}|| / mean_{a < b} ||c_a - c_b||``
+
+    with ``c_k`` the mean of the features of class ``k`` over the examples given (e.g. the whole
+    training set). The unit makes values of different networks comparable. Classes differ in
+    spread, so the examples with the lowest distances overall come mostly from the tightest
+    classes; :func:`within_class_quantile` of it ranks each class on its own.
+
+    Args:
+        features: ``N x D`` features (e.g. :func:`penultimate_features` of the training set).
+        labels: ``N`` integer labels.
+
+    Returns:
+        ``N`` non-negative values (float64).
+
+    Raises:
+        ValueError: if the features are not a non-empty ``N x D`` array, the labels are not ``N``
+            integers, fewer than two classes are present, or all class means coincide.
+    """
+    g = _features("features", features)
+    y = _labels(labels, g.shape[0])
+    classes, inverse = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(f"centroid_distance needs at least 2 classes to set its unit, got {classes.size}")
+    centroids = np.zeros((classes.size, g.shape[1]))
+    np.add.at(centroids, inverse, g)
+    centroids /= np.bincount(inverse)[:, None]
+    a, b = np.triu_indices(classes.size, k=1)
+    unit = float(np.linalg.norm(centroids[a] - centroids[b], axis=1).mean())
+    if unit == 0.0:
+        raise ValueError("centroid_distance: all class means coincide, so the distance has no unit")
+    return np.linalg.norm(g - centroids[inverse], axis=1) / unit
+
+
+def within_class_quantile(score: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Each example's quantile of ``score`` within its own class: ``(rank + 0.5) / n_class``, the
+    rank counted from the class's lowest score (ties in the order given).
+
+    Ranking these over the whole set takes the same share of every class from either end, which
+    ranking the score itself does not. For :func:`centroid_distance` this matters for
+    :func:`entanglement_score`: a set of the examples nearest their class means, the same share of
+    each class, has nearly the retain set's mean and scores high (entangled); the lowest distances
+    overall crowd into the tightest classes, whose mean lies apart from the rest.
+
+    Args:
+        score: ``N`` values (finite).
+        labels: ``N`` integer labels.
+
+    Returns:
+        ``N`` values in (0, 1).
+
+    Raises:
+        ValueError: if the score is not ``N`` finite values or the labels are not ``N`` integers.
+    """
+    x = np.asarray(score.detach().cpu() if isinstance(score, torch.Tensor) else score, dtype=np.float64).reshape(-1)
+    if not np.isfinite(x).all():
+        raise ValueError(f"within_class_quantile needs finite scores, got {x[~np.isfinite(x)][0]}")
+    y = _labels(labels, x.size)
+    out = np.empty(x.size)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        ranks = np.empty(members.size)
+        ranks[np.argsort(x[members], kind="stable")] = np.arange(members.size)
+        out[members] = (ranks + 0.5) / members.size
+    return out
+
+
+def _labels(labels: np.ndarray | torch.Tensor, n: int) -> np.ndarray:
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if y.size != n or (y.size and y.dtype.kind not in "iu"):
+        raise ValueError(f"labels must be {n} integers (one per example), got {y.size} of dtype {y.dtype}")
+    return y
+
+
 def penultimate_layer(net: nn.Module) -> nn.Linear:
     """The classification head of a network: its last ``nn.Linear`` (in registration order), whose
     input is the penultimate feature vector. True of every net in :mod:`unlearning.nets`
@@ -186,6 +268,54 @@ def penultimate_layer(net: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
+def penultimate_outputs(
+    net: nn.Module,
+    batches: Iterable[torch.Tensor],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The penultimate features of a network (the input of its head, :func:`penultimate_layer`)
+    and its outputs (logits), from one pass: the features are read by a forward pre-hook while the
+    network runs in eval mode; its mode is restored after.
+
+    Args:
+        net: the network (e.g. a :class:`~unlearning.modules.Classifier`'s ``net``).
+        batches: input batches, on the network's device or the CPU.
+        transform: applied to each batch first (e.g. the data module's ``eval_transform``).
+
+    Returns:
+        ``N x D`` features and ``N x C`` outputs (float32, on the CPU), in the batches' order.
+
+    Raises:
+        ValueError: if there is no batch, or the network has no ``nn.Linear`` head.
+    """
+    head = penultimate_layer(net)
+    device = next(net.parameters()).device
+    calls: list[torch.Tensor] = []
+    feats: list[torch.Tensor] = []
+    logits: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        calls.append(args[0].detach().flatten(1).float().cpu())
+
+    was_training = net.training
+    handle = head.register_forward_pre_hook(hook)
+    net.eval()
+    try:
+        for x in batches:
+            x = x.to(device)
+            calls.clear()
+            logits.append(net(transform(x) if transform is not None else x).detach().float().cpu())
+            # a net that averages views (FastCifarNet's tta_flip) calls its head once per view:
+            # the example's features are their mean
+            feats.append(calls[0] if len(calls) == 1 else torch.stack(calls).mean(0))
+    finally:
+        handle.remove()
+        net.train(was_training)
+    if not feats:
+        raise ValueError("penultimate_features got no batch")
+    return torch.cat(feats), torch.cat(logits)
+
+
 def penultimate_features(
     net: nn.Module,
     batches: Iterable[torch.Tensor],
@@ -202,28 +332,4 @@ def penultimate_features(
     Returns:
         ``N x D`` features (float32, on the CPU), in the batches' order.
     """
-    head = penultimate_layer(net)
-    device = next(net.parameters()).device
-    calls: list[torch.Tensor] = []
-    out: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        calls.append(args[0].detach().flatten(1).float().cpu())
-
-    was_training = net.training
-    handle = head.register_forward_pre_hook(hook)
-    net.eval()
-    try:
-        for x in batches:
-            x = x.to(device)
-            calls.clear()
-            net(transform(x) if transform is not None else x)
-            # a net that averages views (FastCifarNet's tta_flip) calls its head once per view:
-            # the example's features are their mean
-            out.append(calls[0] if len(calls) == 1 else torch.stack(calls).mean(0))
-    finally:
-        handle.remove()
-        net.train(was_training)
-    if not out:
-        raise ValueError("penultimate_features got no batch")
-    return torch.cat(out)
+    return penultimate_outputs(net, batches, transform)[0]
