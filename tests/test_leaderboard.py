@@ -139,6 +139,66 @@ def test_the_scenario_matrix_has_a_row_per_scenario_and_method_and_one_original(
     assert len(list((tmp_path / "cache").glob("oracle-*"))) == 2
     assert (out / "scenarios.png").stat().st_size > 5000
     assert "| finetune |" in (out / "scenarios.md").read_text()
+    _check_entanglement(tmp_path, out, saved, scenarios)
+
+
+def _check_entanglement(tmp_path: Path, out: Path, saved: dict, scenarios: dict) -> None:
+    """Each scenario's entanglement is its forget set's against its retain set in the cached
+    original's penultimate features, on every row, in the Markdown and on the heatmap; a matrix
+    written without it gets it back from its files, training nothing."""
+    import numpy as np
+    import torch
+
+    from unlearning.metrics import entanglement_score, penultimate_features
+    from unlearning.modules.checkpoint import load_net
+    from unlearning.scoring.cached_model import score_datamodule
+    from unlearning.scoring.entanglement import main as refresh_main
+    from unlearning.scoring.entanglement import matrix_entanglement, refresh_matrix
+    from unlearning.scoring.matrix import matrix_figure, scenario_data, write_matrix
+
+    (ckpt,) = (tmp_path / "cache").glob("original-*/seed-*/model.ckpt")
+    net, _ = load_net(ckpt)
+    expected = {}
+    for name, spec in scenarios.items():
+        dm = score_datamodule(scenario_data(saved["config"]["data"], spec))
+        dm.setup("fit")
+        feats = penultimate_features(net, [dm.arrays.train_x[dm.split.train]])
+        in_forget = torch.isin(dm.split.train, dm.split.forget)
+        expected[name] = entanglement_score(feats[~in_forget], feats[in_forget])
+    assert expected["random"] != pytest.approx(expected["part_of_class_1"], rel=1e-3)  # two different sets
+    assert saved["entanglement"] == pytest.approx(expected, rel=1e-6)
+    for row in saved["rows"]:
+        assert row["entanglement"] == pytest.approx(expected[row["scenario"]], rel=1e-6)
+    table = (out / "scenarios.md").read_text()
+    line = next(ln for ln in table.splitlines() if ln.startswith("| entanglement (ES) |"))
+    assert line.split("|")[2:4] == [f" {expected[s]:.3g} " for s in ("random", "part_of_class_1")]
+    labels = [t.get_text() for t in matrix_figure(saved["rows"]).axes[0].get_xticklabels()]
+    assert [lb.splitlines()[-1] for lb in labels] == [f"ES {expected[s]:.3g}" for s in ("random", "part_of_class_1")]
+
+    # the matrix as code without the entanglement wrote it; refreshed from the files alone
+    boards = {name: json.loads((out / name / "leaderboard.json").read_text()) for name in scenarios}
+    setting = {k: saved[k] for k in ("n_models", "seed_base", "cost_limit", "scenarios", "config")}
+    write_matrix(out, boards, setting)
+    assert "| entanglement (ES) | - | - |" in (out / "scenarios.md").read_text()
+    before = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    refreshed = refresh_matrix(out, dest=tmp_path / "refreshed")
+    assert refreshed["entanglement"] == pytest.approx(expected, rel=1e-6)
+    assert json.loads((tmp_path / "refreshed" / "scenarios.json").read_text())["rows"] == json.loads(
+        json.dumps(saved["rows"]))
+    assert (tmp_path / "refreshed" / "scenarios.md").read_text() == table
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == before  # nothing trained
+    refresh_main([str(out)])  # in place, from the command line
+    assert json.loads((out / "scenarios.json").read_text())["entanglement"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match=r"scenarios.json' does not exist: expected the output folder"):
+        refresh_matrix(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"original's cache folder '.*empty.original-[0-9a-f]+' does not exist"):
+        refresh_matrix(out, cache_dir=tmp_path / "empty", dest=tmp_path / "unused")
+    # a leaderboard that trained for hours writes its matrix all the same, without the value
+    datas = {name: scenario_data(saved["config"]["data"], spec) for name, spec in scenarios.items()}
+    with pytest.warns(UserWarning, match=r"scenario '\w+': no entanglement \(the original's cache folder"):
+        lenient = matrix_entanglement(datas, boards, tmp_path / "empty", strict=False)
+    assert np.isnan(list(lenient.values())).all()
+    assert np.isfinite(list(expected.values())).all()
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "leaderboard").glob("*.yaml")), ids=lambda p: p.name)

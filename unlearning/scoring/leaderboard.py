@@ -38,6 +38,7 @@ import numpy as np
 from unlearning.methods import declared_stages
 from unlearning.metrics.forgetting import forgetting_points
 from unlearning.scoring.cache import write_json_atomic
+from unlearning.scoring.entanglement import matrix_entanglement
 from unlearning.scoring.healing import healing_markdown, healing_rows
 from unlearning.scoring.matrix import scenario_data, write_matrix
 from unlearning.scoring.score import json_ready, run_score
@@ -166,9 +167,10 @@ def run_leaderboard(
                 boards[name] = board
         if len(boards) < len(datas):
             return None
+        entanglement = matrix_entanglement(datas, boards, setting.cache_dir, strict=False)
         return write_matrix(Path(output_dir), boards, {
             "n_models": setting.n_models, "seed_base": setting.seed_base, "cost_limit": setting.cost_limit,
-            "scenarios": scenarios, "config": config or {}})
+            "scenarios": scenarios, "config": config or {}}, entanglement)
     t0 = time.perf_counter()
     configs = {p.stem: p for p in method_configs(methods)}
     runs: list[tuple[str, Path, list[str]]] = [(name, cfg, []) for name, cfg in configs.items()]

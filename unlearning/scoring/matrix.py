@@ -13,6 +13,11 @@ ceiling (scenarios differ in how much room they leave), and its own leaderboard 
 - ``scenarios.md``: the matrix of F / ceiling (a method over the cost limit in brackets), the
   ceilings, and the best method within the cost limit per scenario;
 - ``scenarios.png``: the matrix as a heatmap, the ceiling of each scenario above its column.
+
+Each row also has its scenario's ``entanglement`` (and ``scenarios.json`` an ``entanglement`` per
+scenario): RUM's entanglement score of the forget set against the retain set in the original's
+penultimate features (:mod:`unlearning.scoring.entanglement`; higher is harder). The Markdown
+shows it under the ceilings, the heatmap under each scenario's ceiling.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from unlearning.scoring.score import json_ready
 from unlearning.tables import fmt_number, markdown_table
 from unlearning.utils import atomic_path
 
-__all__ = ["MATRIX_KEYS", "best_within_limit", "matrix_figure", "matrix_markdown", "matrix_rows", "scenario_data",
-           "write_matrix"]
+__all__ = ["MATRIX_KEYS", "best_within_limit", "fmt_entanglement", "matrix_figure", "matrix_markdown", "matrix_rows",
+           "scenario_data", "write_matrix"]
 
 #: the keys of every row of ``scenarios.json``
 MATRIX_KEYS = ("scenario", "method", "n_models", "ceiling", "relative_forgetting", "final_score", "over_cost_limit",
-               "forget_acc_mean", "retain_acc_mean", "test_acc_mean", "cost_time_fraction_mean")
+               "forget_acc_mean", "retain_acc_mean", "test_acc_mean", "cost_time_fraction_mean", "entanglement")
 
 #: the data module arguments a scenario replaces (the shorthands of the forget set)
 _SHORTHANDS = ("forget_fraction", "forget_classes", "forget_index_file")
@@ -72,8 +77,9 @@ def scenario_data(data: dict[str, Any], scenario: dict[str, Any]) -> dict[str, A
     return out
 
 
-def matrix_rows(boards: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (scenario, method) from each scenario's ``leaderboard.json`` payload."""
+def matrix_rows(boards: dict[str, dict[str, Any]], entanglement: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """One row per (scenario, method) from each scenario's ``leaderboard.json`` payload, with the
+    scenario's ``entanglement`` (``NaN`` where ``entanglement`` has none)."""
     rows = []
     for scenario, board in boards.items():
         for row in board["rows"]:
@@ -82,9 +88,23 @@ def matrix_rows(boards: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                          "ceiling": row["ceiling"], "relative_forgetting": row["relative_forgetting"],
                          "final_score": row["final_score"], "over_cost_limit": bool(row["over_cost_limit"]),
                          "num_forget": method.get("num_forget"),
-                         **{k: row.get(k, math.nan) for k in MATRIX_KEYS[7:]},
+                         **{k: row.get(k, math.nan) for k in MATRIX_KEYS[7:-1]},
+                         "entanglement": _entanglement_of(entanglement, scenario),
                          **{k: v for k, v in row.items() if k.startswith("healing_")}})  # corrupted data only
     return rows
+
+
+def _entanglement_of(entanglement: dict[str, float] | None, scenario: str) -> float:
+    value = (entanglement or {}).get(scenario)
+    return math.nan if value is None else float(value)
+
+
+def fmt_entanglement(value: float | None) -> str:
+    """An entanglement score for a table or a label: ``-`` when unknown, ``inf`` when the forget and
+    retain sets have the same mean, else three significant digits."""
+    if value is None or math.isnan(value):
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.3g}"
 
 
 def best_within_limit(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -121,11 +141,14 @@ def matrix_markdown(rows: list[dict[str, Any]]) -> str:
         cells[m] = {s: (f"({fmt_number(values[i, j])})" if over[i, j] else fmt_number(values[i, j]))
                     for j, s in enumerate(scenarios)}
     cells["ceiling (F)"] = {s: fmt_number(ceilings[s]) for s in scenarios}
+    tangled = {r["scenario"]: r.get("entanglement") for r in rows}
+    cells["entanglement (ES)"] = {s: fmt_entanglement(tangled[s]) for s in scenarios}
     table = markdown_table(cells, [(s, s) for s in scenarios], first="method")
     best = best_within_limit(rows)
     lines = [f"- `{s}`: {best[s]['method']} ({fmt_number(best[s]['relative_forgetting'])} of the ceiling)"
              for s in scenarios if s in best]
-    text = ("F / ceiling per method and scenario (in brackets: over the cost limit).\n\n" + table +
+    text = ("F / ceiling per method and scenario (in brackets: over the cost limit); ES: the entanglement of "
+            "the forget set with the retain set in the original's penultimate features (higher is harder).\n\n" + table +
             "\nBest within the cost limit:\n\n" + "\n".join(lines) + "\n")
     healing = healing_markdown(rows, column="scenario")
     if healing:
@@ -137,7 +160,7 @@ def matrix_markdown(rows: list[dict[str, Any]]) -> str:
 
 def matrix_figure(rows: list[dict[str, Any]], title: str = "F / ceiling by method and forget scenario") -> Any:
     """A heatmap of F / ceiling (methods x scenarios), each cell labelled with its value (hatched
-    when over the cost limit), and each scenario's ceiling above its column."""
+    when over the cost limit), and each scenario's ceiling and entanglement (ES) above its column."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +168,8 @@ def matrix_figure(rows: list[dict[str, Any]], title: str = "F / ceiling by metho
 
     scenarios, methods, values, over = _grid(rows)
     ceilings = {r["scenario"]: r["ceiling"] for r in rows}
-    fig, ax = plt.subplots(figsize=(1.3 * len(scenarios) + 3, 0.32 * len(methods) + 2))
+    tangled = {r["scenario"]: r.get("entanglement") for r in rows}
+    fig, ax = plt.subplots(figsize=(1.3 * len(scenarios) + 3, 0.32 * len(methods) + 2.3))
     finite = values[np.isfinite(values)]
     vmax = max(1.0, float(finite.max())) if finite.size else 1.0
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=min(0.0, float(finite.min()) if finite.size else 0.0),
@@ -156,7 +180,8 @@ def matrix_figure(rows: list[dict[str, Any]], title: str = "F / ceiling by metho
                 text = f"{values[i, j]:.2f}" + ("*" if over[i, j] else "")
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if values[i, j] < 0.6 * vmax else "black")
-    ax.set_xticks(range(len(scenarios)), [f"{s}\nceiling {fmt_number(ceilings[s])}" for s in scenarios], fontsize=8)
+    ax.set_xticks(range(len(scenarios)), [f"{s}\nceiling {fmt_number(ceilings[s])}\nES {fmt_entanglement(tangled[s])}"
+                                          for s in scenarios], fontsize=8)
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     fig.colorbar(image, ax=ax, label="F / ceiling (* over the cost limit)", fraction=0.04)
@@ -165,19 +190,23 @@ def matrix_figure(rows: list[dict[str, Any]], title: str = "F / ceiling by metho
     return fig
 
 
-def write_matrix(out: Path, boards: dict[str, dict[str, Any]], setting: dict[str, Any]) -> dict[str, Any]:
+def write_matrix(out: Path, boards: dict[str, dict[str, Any]], setting: dict[str, Any],
+                 entanglement: dict[str, float] | None = None) -> dict[str, Any]:
     """Write ``scenarios.json``, ``scenarios.md`` and ``scenarios.png`` into ``out``.
 
     Args:
         out: the leaderboard's output folder.
         boards: ``{scenario: leaderboard.json payload}``.
         setting: what the payload records of the setting (N, seeds, cost limit, the scenarios).
+        entanglement: each scenario's entanglement
+            (:func:`~unlearning.scoring.entanglement.matrix_entanglement`); ``None``: unknown.
 
     Returns:
         The content of ``scenarios.json``.
     """
-    rows = matrix_rows(boards)
+    rows = matrix_rows(boards, entanglement)
     payload = {**setting, "rows": rows, "ceilings": {s: b["rows"][0]["ceiling"] if b["rows"] else None for s, b in boards.items()},
+               "entanglement": {s: _entanglement_of(entanglement, s) for s in boards},
                "best_within_limit": {s: r["method"] for s, r in best_within_limit(rows).items()},
                "wall_s": sum(b["wall_s"] for b in boards.values()),
                "models_trained": sum(b["models_trained"] for b in boards.values())}
