@@ -290,11 +290,15 @@ class ScoreBandForget(ForgetScenario):
     ``low`` the lowest, ``middle`` those closest to the median, and ``mixed`` a third of each (RUM's
     three levels, in one request). Note that the lowest-loss examples of a model are mostly
     low-memorisation ones: ``low`` of a memorisation score is the easy case, ``high`` the hard one.
+    ``low`` of ``original_loss`` is MUBox's cheap worst case (the lowest-loss examples under the
+    original; not Fan et al.'s searched one), ``high`` its best case; ``low`` of
+    ``centroid_quantile`` is the high-entanglement set, ``high`` the low-entanglement one.
 
     Args:
         scores_file: a ``.npz`` holding ``index`` (indices into the source's training set) and
             the score under ``key`` (one value per index).
-        key: the score's name in the file (``estimate``, ``confidence_proxy``, ``accuracy_proxy``).
+        key: the score's name in the file (``estimate``, ``confidence_proxy``, ``accuracy_proxy``,
+            ``original_loss``, ``centroid_distance``, ``centroid_quantile``).
         band: which examples, by rank.
         fraction: the forget set's size as a share of the pool, in (0, 1) (the random scenario's
             size, so that the two compare).
