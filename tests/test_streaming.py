@@ -105,3 +105,57 @@ def test_bad_arguments_are_clear_errors(synthetic_models: dict[str, Path]) -> No
         StreamingForget(original=original, request_size=0)
     with pytest.raises(ValueError, match="anchor must be 'fisher' or 'l2', got 'ewc'"):
         StreamingForget(original=original, anchor="ewc")
+
+
+def test_the_anchor_follows_the_weights_after_each_request(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    fixed = _run(synthetic_models["original"], tmp_path / "f", anchor_follow=0.0)
+    follow = _run(synthetic_models["original"], tmp_path / "m", anchor_follow=1.0)
+    original = torch.load(synthetic_models["original"], weights_only=True)["state_dict"]
+    names = [n for n, _ in fixed.net.named_parameters()]
+    for name, a in zip(names, fixed._anchors):  # fixed: the original's weights, whatever the stream did
+        torch.testing.assert_close(a, original[f"net.{name}"])
+    for a, p in zip(follow._anchors, follow.net.parameters()):  # following: the weights after the last request
+        torch.testing.assert_close(a, p.detach())
+    assert any(not torch.equal(a, original[f"net.{n}"]) for n, a in zip(names, follow._anchors))  # it moved
+
+
+def test_the_request_and_the_replay_are_matched_to_unseen_data_separately(synthetic_models: dict[str, Path]) -> None:
+    unseen = torch.zeros(256, 3)
+    unseen[:128, 0] = unseen[128:, 1] = 2.0  # unseen data: half right (label 0), half wrong
+    target = (unseen, torch.zeros(256, dtype=torch.long))
+    start = torch.zeros(40, 3)
+    start[:20, 0] = 6.0  # the new request: confidently right (memorised)
+    start[20:, 1] = 6.0  # replayed examples: already forgotten, confidently wrong
+    fresh, labels = torch.arange(40) < 20, torch.zeros(40, dtype=torch.long)
+    right = {}
+    for match in ("separate", "pooled"):
+        m = StreamingForget(original=str(synthetic_models["original"]), match=match)
+        logits = start.clone().requires_grad_(True)
+        opt = torch.optim.SGD([logits], lr=1.0)
+        for _ in range(300):  # the term's own optimum, on free logits
+            opt.zero_grad()
+            m._match(logits, labels, fresh, target).backward()
+            opt.step()
+        right[match] = [(logits[part].argmax(1) == 0).float().mean().item() for part in (fresh, ~fresh)]
+    # separately, the request and the replay each end like unseen data (half right); pooled, the
+    # replayed examples take the unseen sample's wrong half and the request stays all right
+    assert right["separate"] == [0.5, 0.5] and right["pooled"] == [1.0, 0.0], right
+
+
+def test_a_fixed_unseen_reference_is_computed_once_and_counted(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    m = _run(synthetic_models["original"], tmp_path, reference_size=100)
+    logits, labels = m._reference
+    assert logits.shape[0] == labels.shape[0] == 100 and not logits.requires_grad
+    plain = _run(synthetic_models["original"], tmp_path / "p")
+    assert plain._reference is None
+    assert m.cost["images_seen"] - plain.cost["images_seen"] == 100
+
+
+def test_bad_new_arguments_are_clear_errors(synthetic_models: dict[str, Path]) -> None:
+    original = str(synthetic_models["original"])
+    with pytest.raises(ValueError, match=r"anchor_follow must be in \[0, 1\], got 1.5"):
+        StreamingForget(original=original, anchor_follow=1.5)
+    with pytest.raises(ValueError, match="match must be 'separate' or 'pooled', got 'union'"):
+        StreamingForget(original=original, match="union")
+    with pytest.raises(ValueError, match="reference_size must be >= 0, got -1"):
+        StreamingForget(original=original, reference_size=-1)

@@ -83,13 +83,14 @@ class StreamEvaluator(Callback):
     reads the data module directly: the method under evaluation never receives these examples.
 
     Args:
-        retain_size: size of the retain sample (seeded, fixed over the stream).
+        retain_size: size of the retain sample (seeded, fixed over the stream); at 2,000 the
+            standard error of an accuracy is about 0.01, so a drop of 0.03 is measurable.
         test_size: size of the test sample.
         every: evaluate after every ``every``-th request (and after the last).
         seed: seed of the samples.
     """
 
-    def __init__(self, retain_size: int = 500, test_size: int = 1000, every: int = 1, seed: int = 0) -> None:
+    def __init__(self, retain_size: int = 2000, test_size: int = 2000, every: int = 1, seed: int = 0) -> None:
         if min(retain_size, test_size, every) < 1:
             raise ValueError(f"retain_size, test_size and every must be >= 1, got {retain_size}, {test_size}, {every}")
         self.retain_size, self.test_size, self.every, self.seed = retain_size, test_size, every, seed
