@@ -95,28 +95,21 @@ class StreamingForget(UnlearnModule):
         distill_temperature: temperature of that distillation.
         anchor: ``fisher`` (EWC-weighted) or ``l2`` pull towards the original's weights.
         anchor_weight: weight of the anchor (the Fisher weights are normalised to mean 1).
-        anchor_follow: after each request the anchor moves this share of the way to the current
-            weights: ``0`` keeps it at the original's (its pull undoes earlier requests' forgetting
-            as the stream goes on), ``1`` anchors each request at the previous one's result.
+        anchor_follow: share of the way the anchor moves to the weights after each request
+            (0: the original's; 1: the last request's result).
         fisher_batches: val batches of the one-time Fisher estimate.
-        reference_size: unseen examples (val) whose outputs under the original, computed once
-            before the first request, are the fixed target of the match-unseen term; ``0``: a
-            fresh val batch's outputs every step, as before (a target as noisy as that batch).
+        reference_size: val examples whose original outputs, computed once, are the fixed
+            unseen target (0: a fresh val batch every step).
         replay_size: examples of earlier requests added to every step (0: no replay).
-        match: how the match-unseen term treats the request and the replayed examples:
-            ``separate`` matches each to unseen data on its own, ``pooled`` (the first design)
-            matches their union, which lets already-forgotten replayed examples take the
-            high-loss quantiles so that the new request's examples barely move.
+        match: match the request and the replay to unseen data ``separate``-ly or ``pooled``
+            (the first design; see the module docs).
         memory_size: earlier requests' examples kept for replay, at most.
-        forget_batch_size: at most this many examples of the request (and replay) per step, a
-            fresh random subset each step (``None``: all of them). With one large request, this
-            keeps the images per step those of a stream of small requests.
+        forget_batch_size: at most this many examples of the request and replay per step, a
+            fresh random subset each step (``None``: all).
         val_batch_size: size of the val batches (default: the data module's batch size).
-        max_grad_norm: clip the gradient norm of every step to this (``None``: no clipping); a
-            request of memorised examples starts with large gradients.
-        lr: SGD learning rate (momentum and weight decay: see
-            :class:`~unlearning.modules.UnlearnModule`; the default schedule is constant).
-        scheduler: ``none`` (default: a stream has no known end) or ``cosine``.
+        max_grad_norm: clip every step's gradient norm to this (``None``: no clipping).
+        lr: SGD learning rate.
+        scheduler: ``none`` (a stream has no known end) or ``cosine``.
         **kwargs: see :class:`~unlearning.modules.UnlearnModule`.
     """
 
