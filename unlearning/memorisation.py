@@ -60,8 +60,10 @@ import torch
 
 from unlearning.callbacks.memorisation import DYNAMICS_FILE, TrainingDynamics
 from unlearning.metrics.memorisation import (
+    SCORES_FILE,
     centroid_distance,
     entanglement_score,
+    load_scores,
     memorisation_estimate,
     penultimate_outputs,
     spearman,
@@ -77,36 +79,12 @@ from unlearning.utils import atomic_path, check_writable, versions
 
 __all__ = ["PROXIES", "SCORES_FILE", "SUMMARY_FILE", "load_scores", "main", "memorise_parser", "run_memorise"]
 
-SCORES_FILE = "memorisation.npz"
 SUMMARY_FILE = "memorisation.json"
 #: the proxies, by name: their key in the scores file (higher = more memorised)
 PROXIES = {"confidence": "confidence_proxy", "accuracy": "accuracy_proxy"}
 #: the argument that makes the original log its training dynamics (part of its recipe)
 _DYNAMICS_ARG = "--trainer.callbacks+=" + json.dumps(
     {"class_path": f"{TrainingDynamics.__module__}.TrainingDynamics", "init_args": {"filename": DYNAMICS_FILE}})
-
-
-def load_scores(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a ``memorisation.npz`` (see the module docstring for the keys).
-
-    Args:
-        path: the ``.npz`` file, or the run folder holding it.
-
-    Raises:
-        ValueError: if the file does not exist or lacks the estimate.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / SCORES_FILE
-    if not path.is_file():
-        raise ValueError(f"memorisation scores {str(path)!r} do not exist: "
-                         f"expected the {SCORES_FILE} of unlearning memorise")
-    with np.load(path, allow_pickle=False) as f:
-        scores = {k: f[k] for k in f.files}
-    if "estimate" not in scores or "index" not in scores:
-        raise ValueError(f"memorisation scores {str(path)!r} have no 'index' and 'estimate': "
-                         "not a file of unlearning memorise")
-    return scores
 
 
 def _subset_file(root: Path, forget: np.ndarray) -> Path:

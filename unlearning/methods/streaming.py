@@ -316,8 +316,7 @@ class StreamingForget(UnlearnModule):
         or on each separately, weighted by size (``separate``)."""
         if self.match == "pooled" or bool(fresh.all()) or not bool(fresh.any()):
             return match_unseen(logits, labels, *target)
-        parts = [m for m in (fresh, ~fresh)]
-        return sum(m.float().mean() * match_unseen(logits[m], labels[m], *target) for m in parts)
+        return sum(m.float().mean() * match_unseen(logits[m], labels[m], *target) for m in (fresh, ~fresh))
 
     def configure_optimizers(self) -> Any:
         """SGD, optionally with a cosine schedule over all the steps of the stream."""

@@ -12,16 +12,19 @@ network. The models, the subsets and the files are ``unlearning memorise``'s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 __all__ = [
+    "SCORES_FILE",
     "MemorisationWarning",
     "centroid_distance",
     "entanglement_score",
+    "load_scores",
     "memorisation_estimate",
     "penultimate_features",
     "penultimate_layer",
@@ -30,6 +33,35 @@ __all__ = [
     "subset_masks",
     "within_class_quantile",
 ]
+
+#: the file ``unlearning memorise`` writes its per-example scores to
+SCORES_FILE = "memorisation.npz"
+
+
+def load_scores(path: str | Path, required: Sequence[str] = ("index", "estimate")) -> dict[str, np.ndarray]:
+    """The arrays of a scores file of ``unlearning memorise`` (``memorisation.npz``).
+
+    Args:
+        path: the ``.npz`` file, or the run folder holding it.
+        required: keys the file must hold.
+
+    Raises:
+        ValueError: naming the file if it does not exist or lacks a required key.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SCORES_FILE
+    if not path.is_file():
+        raise ValueError(f"memorisation scores {str(path)!r} do not exist: "
+                         f"expected the {SCORES_FILE} of unlearning memorise")
+    with np.load(path, allow_pickle=False) as f:
+        scores = {k: f[k] for k in f.files}
+    missing = [k for k in required if k not in scores]
+    if missing:
+        raise ValueError(f"memorisation scores {str(path)!r} have no {' and '.join(map(repr, missing))}: "
+                         f"expected a file of unlearning memorise, found {sorted(scores)}")
+    return scores
+
 
 
 class MemorisationWarning(UserWarning):

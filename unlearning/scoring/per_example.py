@@ -36,7 +36,7 @@ import numpy as np
 
 from unlearning.data.scenarios import ScoreBandForget
 from unlearning.metrics.forgetting import forgetting_points, per_example_epsilon
-from unlearning.metrics.memorisation import spearman
+from unlearning.metrics.memorisation import load_scores, spearman
 from unlearning.scoring.cache import RECORD_FILE, CachedRun
 from unlearning.scoring.cached_model import _array_digest, score_datamodule
 from unlearning.scoring.matrix import scenario_data
@@ -122,16 +122,10 @@ def forget_indices(board: dict[str, Any], scores: dict[str, np.ndarray], digest:
 
 def _read_scores(path: str | Path) -> dict[str, np.ndarray]:
     """The arrays of a scores file that this view reads (``index``, ``in_forget``, the measures)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"memorisation scores {str(path)!r} do not exist: expected the memorisation.npz of "
-                         "unlearning memorise on the leaderboard's data")
-    with np.load(path, allow_pickle=False) as f:
-        scores = {k: f[k] for k in f.files if k in ("index", "in_forget", *MEASURES)}
-    if "index" not in scores or not any(k in scores for k in MEASURES):
-        raise ValueError(f"memorisation scores {str(path)!r} have no index or no measure: expected the keys index "
-                         f"and some of {list(MEASURES)}")
-    return scores
+    scores = load_scores(path, required=("index",))
+    if not any(k in scores for k in MEASURES):
+        raise ValueError(f"memorisation scores {str(path)!r} have no measure: expected some of {list(MEASURES)}")
+    return {k: v for k, v in scores.items() if k in ("index", "in_forget", *MEASURES)}
 
 
 def _runs(root: Path, folder: str, seeds: range) -> list[CachedRun]:
