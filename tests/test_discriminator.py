@@ -14,7 +14,8 @@ from lightning.pytorch.loggers import CSVLogger
 from tests.synthetic import datamodule, trainer
 from unlearning.methods import DiscriminatorUnlearn, RetainFreeDiscriminator
 from unlearning.methods.discriminator import MembershipDiscriminator
-from unlearning.metrics import logit_scaled_confidence
+from unlearning.methods.discriminator.nets import FEATURE_GROUPS
+from unlearning.metrics import attack_features, logit_scaled_confidence
 from unlearning.modules import load_net
 
 
@@ -104,3 +105,75 @@ def test_bad_arguments_are_clear_errors(synthetic_models: dict[str, Path]) -> No
         DiscriminatorUnlearn(original=original, forget_batch_size=1)
     with pytest.raises(ValueError, match="dropout must be in"):
         DiscriminatorUnlearn(original=original, disc_dropout=1.5)
+
+
+# ---- the feature selection (which attack features the discriminator reads) -------------------------
+
+def test_the_default_reads_all_four_feature_groups(synthetic_models: dict[str, Path]) -> None:
+    module = DiscriminatorUnlearn(original=str(synthetic_models["original"]))
+    assert module.discriminator.features == ("lsc", "loss", "entropy", "probs")
+    assert module.discriminator.mlp[0].in_features == 10 + 3
+    assert MembershipDiscriminator(10).features == FEATURE_GROUPS
+    # the selected columns are no part of the state dict: checkpoints written before the selection load
+    assert all("columns" not in key for key in module.state_dict())
+
+
+@pytest.mark.parametrize("features, width", [
+    (["loss"], 1), (["probs"], 10), (["entropy", "lsc"], 2), (["lsc", "loss", "entropy"], 3),
+    (["loss", "entropy", "probs"], 12),
+])
+def test_input_width_follows_the_selection(features: list[str], width: int) -> None:
+    disc = MembershipDiscriminator(10, hidden=8, features=features)
+    assert disc.mlp[0].in_features == width
+    assert disc(torch.randn(5, 10), torch.randint(0, 10, (5,))).shape == (5,)
+    assert set(disc.features) == set(features)
+
+
+def test_unselected_columns_do_not_reach_the_discriminator() -> None:
+    """Changing only unselected columns leaves D's output unchanged; changing a selected one does not."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    feats = attack_features(logits, labels)
+    no_probs = MembershipDiscriminator(10, hidden=16, features=["lsc", "loss", "entropy"])
+    changed = feats.clone()
+    changed[:, 3:] = torch.rand(64, 10)  # the sorted probability vector
+    assert torch.equal(no_probs.mlp(no_probs.select(feats)), no_probs.mlp(no_probs.select(changed)))
+    changed[:, 1] += 1.0  # the loss, which it reads
+    assert not torch.allclose(no_probs.mlp(no_probs.select(feats)), no_probs.mlp(no_probs.select(changed)))
+    # end to end: entropy and the sorted probabilities do not depend on the label, lsc and loss do
+    other = (labels + 1) % 10
+    label_free = MembershipDiscriminator(10, hidden=16, features=["entropy", "probs"])
+    assert torch.equal(label_free(logits, labels), label_free(logits, other))
+    loss_only = MembershipDiscriminator(10, hidden=16, features=["loss"])
+    assert not torch.allclose(loss_only(logits, labels), loss_only(logits, other))
+
+
+def test_a_feature_subset_trains_end_to_end_and_reloads(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    L.seed_everything(0)
+    module = DiscriminatorUnlearn(original=str(synthetic_models["original"]), features=["loss", "entropy"],
+                                  distill_weight=0.0, log_distributions=False)
+    before = [p.detach().clone() for p in module.discriminator.parameters()]
+    fit = trainer(tmp_path, 1, limit_train_batches=3, limit_val_batches=0, enable_checkpointing=False)
+    fit.fit(module, datamodule())
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.discriminator.parameters()))  # D trained
+    fit.save_checkpoint(tmp_path / "disc.ckpt", weights_only=True)
+    reloaded = DiscriminatorUnlearn.load_from_checkpoint(tmp_path / "disc.ckpt", map_location="cpu", weights_only=True)
+    assert reloaded.discriminator.features == ("loss", "entropy")
+    assert reloaded.discriminator.mlp[0].in_features == 2
+    for a, b in zip(module.discriminator.state_dict().values(), reloaded.discriminator.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("features, message", [
+    ([], r"features must name at least one of \['lsc', 'loss', 'entropy', 'probs'\], got \[\]"),
+    (["loss", "margin"], r"unknown discriminator feature 'margin': expected some of \['lsc', 'loss', 'entropy', 'probs'\]"),
+    (["loss", "loss"], r"features must name each group once, got \['loss', 'loss'\]"),
+    ("loss", r"features must be a list of names among .*, got 'loss'"),
+])
+def test_bad_feature_selections_are_clear_errors(
+    features: object, message: str, synthetic_models: dict[str, Path]
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        MembershipDiscriminator(10, features=features)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        RetainFreeDiscriminator(original=str(synthetic_models["original"]), features=features)  # type: ignore[arg-type]

@@ -63,13 +63,13 @@ beats Finetune on none of the seven scenarios.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from unlearning.methods.discriminator.nets import MembershipDiscriminator
+from unlearning.methods.discriminator.nets import FEATURE_GROUPS, MembershipDiscriminator
 from unlearning.methods.losses import distill_kl
 from unlearning.modules.classifier import make_optimizer
 from unlearning.modules.unlearn import UnlearnModule
@@ -93,6 +93,8 @@ class DiscriminatorUnlearn(UnlearnModule):
         disc_dropout: dropout of the discriminator.
         disc_lr: Adam learning rate of the discriminator (its speed relative to the model's
             ``lr`` sets the balance of the game).
+        features: the attack-feature groups the discriminator reads, among ``lsc``, ``loss``,
+            ``entropy``, ``probs`` (default: all four).
         forget_batch_size: batch size of the forget stream (default: the data module's).
         val_batch_size: batch size of the val batches (default: the data module's); smaller
             forget and val batches make a step cheaper.
@@ -114,6 +116,7 @@ class DiscriminatorUnlearn(UnlearnModule):
         disc_hidden: int = 64,
         disc_dropout: float = 0.0,
         disc_lr: float = 1e-3,
+        features: Sequence[str] = FEATURE_GROUPS,
         forget_batch_size: int | None = None,
         val_batch_size: int | None = None,
         lr: float = 0.05,
@@ -133,7 +136,7 @@ class DiscriminatorUnlearn(UnlearnModule):
             if value is not None and value < 2:
                 raise ValueError(f"{name} must be >= 2 or null, got {value}")
         self.forget_batch_size, self.val_batch_size = forget_batch_size, val_batch_size
-        self.discriminator = MembershipDiscriminator(self.num_classes, disc_hidden, disc_dropout)
+        self.discriminator = MembershipDiscriminator(self.num_classes, disc_hidden, disc_dropout, features)
         self.automatic_optimization = False
         self._val: Iterator[Batch] | None = None
 
