@@ -41,6 +41,11 @@ original (val, when distilling), and one backward; the discriminator's cost is n
 make a step cheaper. Lightning counts the steps of both optimisers, so ``max_steps`` is twice the
 number of batches: bound a run by ``max_epochs`` and ``limit_train_batches`` instead.
 
+What :math:`D` reads: ``features`` selects the attack-feature groups (default all four). On the
+CPU score preset only the label-dependent ones (``lsc``, ``loss``) move the forget set; ``entropy``
+or the sorted probabilities alone do no more than no adversary, and no selection changes F beyond
+the noise (``benchmarks/results/discriminator_features_cpu.md``).
+
 Run-to-run randomness (what the competition's metric needs, see the metrics page, ``docs/metrics.md``): the seeded
 order of the retain, forget and val batches, the discriminator's random initialisation and
 ``disc_dropout``; two runs with different seeds end in different models.
