@@ -113,6 +113,36 @@ def test_a_request_costs_one_forward_pass_and_the_declared_refinement(
     assert m.global_step == 3
 
 
+def test_one_pass_answers_with_the_deltas_alone_and_steps_no_weight(
+    synthetic_models: dict[str, Path], stage: Path, tmp_path: Path
+) -> None:
+    """``one_pass``: the trainer's one step changes no weight (momentum and weight decay left on):
+    the layers before the patched ones are the original's, bit for bit, and the patched ones are
+    the original's plus the hypernetwork's deltas for the forget set; only the forget set's
+    features were read."""
+    m = _unlearn(synthetic_models["original"], stage, tmp_path, steps=1, one_pass=True, lr=0.5)
+    assert m.hypernet_calls == 1 and m.global_step == 1
+    assert m.cost["images_seen"] == NUM_FORGET
+    original, _ = load_net(synthetic_models["original"])
+    tail = PatchedTail(original.eval(), m.patched_layers)
+    patched = {id(layer) for layer in tail.linears}
+    dm = datamodule()
+    x, y, idx = dm.stream_source("forget")
+    with torch.no_grad():
+        h = tail.features(dm.eval_transform(x[idx]))
+        logits, inputs = tail.forward(h, return_inputs=True)
+        deltas = m.hypernet(h, y[idx], logits, inputs)
+    assert any(dw.abs().max() > 1e-3 for dw, _ in deltas)  # the stage's deltas are not nothing
+    unlearned = dict(m.net.named_modules())
+    for name, layer in original.named_modules():
+        if isinstance(layer, nn.Linear) and id(layer) in patched:
+            dw, db = deltas[[id(t) for t in tail.linears].index(id(layer))]
+            torch.testing.assert_close(unlearned[name].weight, layer.weight + dw, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(unlearned[name].bias, layer.bias + db, rtol=1e-4, atol=1e-5)
+        elif isinstance(layer, (nn.Linear, nn.Conv2d)):
+            assert torch.equal(unlearned[name].weight, layer.weight), name
+
+
 def test_the_deltas_alone_move_the_request_towards_unseen_outputs(
     synthetic_models: dict[str, Path], stage: Path, tmp_path: Path
 ) -> None:

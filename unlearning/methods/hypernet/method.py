@@ -15,7 +15,7 @@ the original's on unseen data (a 1-D Wasserstein match of the logit-scaled confi
 entropy) while its outputs elsewhere stay the original's (KL divergence). Refinement steps (the
 trainer's ``max_steps``, at least one) continue with the same two terms on the real request,
 now through the whole network: ``refine_weight * M(f(x_f), f_0(x_v)) + distill_weight *
-KL(f_0(x_v) || f(x_v))``.
+KL(f_0(x_v) || f(x_v))``. With ``one_pass`` there are none: the answer is the deltas alone.
 
 Streams: ``forget`` (the request) and ``val`` (the unseen reference, through :meth:`cycle`);
 never ``retain`` or ``test``: a request is answered without the training data.
@@ -67,6 +67,8 @@ class HypernetUnlearn(UnlearnModule):
             share of that matrix's standard deviation (per-run randomness).
         apply_deltas: apply the hypernetwork's deltas; ``False`` keeps only the noise and the
             refinement (an ablation: what the hypernetwork itself adds).
+        one_pass: answer with the deltas (and noise) alone: no refinement, no optimiser step
+            changes a weight (run it with ``max_steps: 1``).
         refine_weight: weight of the match-unseen term in the refinement steps.
         distill_weight: weight of the distillation of the original on val in the refinement steps.
         distill_temperature: temperature of that distillation.
@@ -89,6 +91,7 @@ class HypernetUnlearn(UnlearnModule):
         hypernet: str | None = None,
         weight_noise: float = 0.0,
         apply_deltas: bool = True,
+        one_pass: bool = False,
         refine_weight: float = 1.0,
         distill_weight: float = 1.0,
         distill_temperature: float = 2.0,
@@ -126,6 +129,9 @@ class HypernetUnlearn(UnlearnModule):
         self.patched_layers = patched_layers
         self.weight_noise, self.refine_weight, self.apply_deltas = weight_noise, refine_weight, apply_deltas
         self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
+        self.one_pass = bool(one_pass)
+        if self.one_pass:  # the trainer's one step is a step without gradients (as in SSD)
+            self.automatic_optimization = False
         self._val: Iterator[Batch] | None = None
 
     def train(self, mode: bool = True) -> HypernetUnlearn:
@@ -164,10 +170,16 @@ class HypernetUnlearn(UnlearnModule):
     def on_train_start(self) -> None:
         """Answer the request with the hypernetwork, then start the val pool for refinement."""
         self.apply_request()
-        self._val = self.cycle("val")
+        if not self.one_pass:
+            self._val = self.cycle("val")
 
-    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> torch.Tensor:
-        """A refinement step: match unseen outputs on forget, distil the original on val."""
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> torch.Tensor | None:
+        """A refinement step: match unseen outputs on forget, distil the original on val. With
+        ``one_pass``, nothing: an optimiser step without gradients (no weight changes) counts as
+        the trainer's step, so that ``max_steps`` and the checkpoint callbacks work as usual."""
+        if self.one_pass:
+            self.optimizers().step()
+            return None
         assert self._val is not None, "on_train_start did not run"
         xf, yf = batch["forget"]
         xv, yv = next(self._val)
