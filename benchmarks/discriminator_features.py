@@ -42,6 +42,7 @@ from unlearning.modules.base import load_checkpoint_meta
 from unlearning.registry import module_class
 from unlearning.scoring.cached_model import score_datamodule
 from unlearning.scoring.cli import main as score_main
+from unlearning.scoring.leaderboard import f_standard_error
 from unlearning.tables import fmt_number
 
 RESULT = Path("benchmarks/results/discriminator_features_cpu")
@@ -167,12 +168,6 @@ def original_attack(checkpoint: Path, dm: Any, seeds: int, steps: int) -> dict[s
         "seeds": seeds, "steps": steps,
         "split": "trained on a random half of forget (members) vs val; tested on the other half vs test",
     }
-
-
-def f_standard_error(result: dict[str, Any]) -> float:
-    """Standard error of F / ceiling over forget examples (F is their mean of points)."""
-    pts = forgetting_points(np.asarray(result["arrays"]["epsilon"]), int(result["n_models"]))
-    return float(pts.std(ddof=1) / math.sqrt(pts.size)) / result["ceiling"] if result["ceiling"] > 0 else math.nan
 
 
 def row(name: str, features: tuple[str, ...], result: dict[str, Any], disc: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
 from unlearning.utils import atomic_path
 
-__all__ = ["LEADERBOARD_COLUMNS", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
+__all__ = ["LEADERBOARD_COLUMNS", "f_standard_error", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
            "run_leaderboard"]
 
 #: (key, title) of the leaderboard's columns; the cells are built by :func:`_cells`.
@@ -216,7 +216,7 @@ def _slug(row: str) -> str:
     return "-".join(p for p in keep.split("-") if p)
 
 
-def _f_standard_error(r: dict[str, Any]) -> float:
+def f_standard_error(r: dict[str, Any]) -> float:
     """Standard error of F over the forget examples (F is their mean of points), as a share of
     the ceiling."""
     pts = forgetting_points(np.asarray(r["arrays"]["epsilon"]), int(r["n_models"]))
@@ -232,7 +232,7 @@ def leaderboard_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
         row: dict[str, Any] = {"method": name}
         for k, _ in LEADERBOARD_COLUMNS[:6]:
             row[k] = r[k]
-        row["relative_forgetting_se"] = _f_standard_error(r) if "arrays" in r else math.nan
+        row["relative_forgetting_se"] = f_standard_error(r) if "arrays" in r else math.nan
         for k in ("simple_mia", "predictive_mia", "mia_efficacy", "forget_acc", "retain_acc", "test_acc",
                   "cost_time_fraction", "cost_images_fraction", "cost_time_s"):
             stats = u.get(k) or {}
