@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from unlearning.scoring.cli import leaderboard_main
-from unlearning.scoring.leaderboard import leaderboard_markdown, pareto_figure, stage_notes, variant_notes
+from unlearning.scoring.leaderboard import board_notes, leaderboard_markdown, pareto_figure
 from unlearning.tables import csv_table, fmt_number
 
 METHODS = Path("configs/score/methods")
@@ -80,8 +80,7 @@ def merge_previous(board: dict[str, Any], previous: dict[str, Any], config: str)
     board["rows"] = board["rows"] + [r for r in previous["rows"] if r["method"] in kept]
     cfg = yaml.safe_load(Path(config).read_text())
     variant_of = {row: spec[0] for row, spec in (cfg.get("variants") or {}).items()}
-    board["notes"] = (stage_notes(board["methods"], cfg.get("baseline", "finetune"), skip=tuple(variant_of))
-                      + variant_notes(board["methods"], variant_of))
+    board["notes"] = board_notes(board["methods"], cfg.get("baseline", "finetune"), variant_of)
     board["kept_rows"] = kept
     return kept
 

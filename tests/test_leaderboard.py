@@ -308,3 +308,23 @@ def test_every_search_space_names_settings_of_its_config() -> None:
                 assert rest[0] == "init_args" and rest[1] in model_args, f"{path.name}: {key} is no argument of {cls.__name__}"
             else:
                 assert section == "trainer" and rest[0] in trainer_args, f"{path.name}: {key} is no Trainer argument"
+
+
+def test_every_row_with_a_stage_gets_its_payoff_variants_included() -> None:
+    from unlearning.scoring.leaderboard import board_notes
+
+    def row(per_request_s: float, stage: bool) -> dict:
+        r = {"unlearned": {"cost_time_s": {"mean": per_request_s}, "cost_time_fraction": {"mean": per_request_s / 20}},
+             "final_score": 0.1, "forgetting_quality": 0.1}
+        if stage:
+            r["stages"] = {"hypernet": {"cost": {"train_time_s": 80.0}, "cost_time_fraction": 4.0,
+                                        "cost_images_fraction": 0.3}}
+        return r
+
+    results = {"finetune": row(2.5, False), "hypernet": row(3.0, True), "hypernet (one pass)": row(0.5, True)}
+    notes = board_notes(results, "finetune", {"hypernet (one pass)": "hypernet"})
+    assert any(n.startswith("- `hypernet`:") and "never pays off" in n for n in notes)
+    # a one-pass variant is cheaper per request than the baseline: 80 s / (2.5 s - 0.5 s) = 40 requests
+    assert any(n.startswith("- `hypernet (one pass)`:") and "pays off after 40 requests" in n for n in notes)
+    assert any("`hypernet (one pass)` against `hypernet`" in n for n in notes)
+    assert not any(n.startswith("- `finetune`") for n in notes)  # no stage, no payoff line

@@ -46,7 +46,7 @@ from unlearning.scoring.setting import ScoreSetting
 from unlearning.tables import csv_table, fmt_number, fmt_spread, markdown_table
 from unlearning.utils import atomic_path
 
-__all__ = ["LEADERBOARD_COLUMNS", "f_standard_error", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
+__all__ = ["LEADERBOARD_COLUMNS", "board_notes", "f_standard_error", "leaderboard_rows", "method_configs", "pareto_figure", "pareto_front",
            "run_leaderboard"]
 
 #: (key, title) of the leaderboard's columns; the cells are built by :func:`_cells`.
@@ -199,7 +199,7 @@ def run_leaderboard(
         return None
     wall = time.perf_counter() - t0
     variant_of = {row: spec[0] for row, spec in (variants or {}).items()}
-    notes = stage_notes(results, baseline, skip=tuple(variant_of)) + variant_notes(results, variant_of)
+    notes = board_notes(results, baseline, variant_of)
     payload = {
         "n_models": setting.n_models, "seed_base": setting.seed_base, "cost_limit": setting.cost_limit, "wall_s": wall,
         "models_trained": sum(r["timings"]["models_trained"] for r in results.values()),
@@ -279,15 +279,13 @@ def leaderboard_markdown(payload: dict[str, Any]) -> str:
     return table + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
-def stage_notes(results: dict[str, dict[str, Any]], baseline: str | None, skip: tuple[str, ...] = ()) -> list[str]:
+def stage_notes(results: dict[str, dict[str, Any]], baseline: str | None) -> list[str]:
     """For each method with a one-time stage: the stage's cost, a request's cost against one oracle
     and against ``baseline``, and the number of requests after which stage plus requests cost
     less than ``baseline`` per request."""
     lines = []
     base = results.get(baseline) if baseline else None
     for name, r in results.items():
-        if name in skip:
-            continue
         for arg, st in (r.get("stages") or {}).items():
             per_run = r["unlearned"]["cost_time_s"]["mean"]
             stage_s = st["cost"].get("train_time_s", math.nan)
@@ -303,6 +301,13 @@ def stage_notes(results: dict[str, dict[str, Any]], baseline: str | None, skip: 
                     text += f"; a request costs no less than a run of {baseline}, so it never pays off"
             lines.append(text + ".")
     return lines
+
+
+def board_notes(results: dict[str, dict[str, Any]], baseline: str | None, variant_of: dict[str, str]) -> list[str]:
+    """The leaderboard's notes: every row's one-time stage and its payoff against ``baseline``
+    (variants included: a variant such as a one-pass answer has its own per-request cost), then
+    each variant against the method it varies."""
+    return stage_notes(results, baseline) + variant_notes(results, variant_of)
 
 
 def variant_notes(results: dict[str, dict[str, Any]], variant_of: dict[str, str]) -> list[str]:
