@@ -156,8 +156,7 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
         for noise in noises:
             lscs, ra, ta = [], [], []
             for _ in range(n):
-                d = [(dw + noise * layer.weight.std() * torch.randn(dw.shape, generator=gen), db)
-                     for (dw, db), layer in zip(ds, tail.linears)]
+                d = tail.add_noise(ds, noise, gen)
                 with torch.no_grad():
                     lscs.append(logit_scaled_confidence(tail.forward(hf, d), yf).numpy())
                     ra.append(float((tail.forward(hr, d).argmax(1) == yr).float().mean()))

@@ -170,3 +170,18 @@ def test_a_hypernetwork_is_refused_for_another_original(synthetic_models: dict[s
         HypernetUnlearn(original=str(synthetic_models["original"]))
     with pytest.raises(ValueError, match="holds no hypernetwork"):
         HypernetUnlearn(original=str(synthetic_models["original"]), hypernet=str(synthetic_models["original"]))
+
+
+def test_weight_noise_is_its_share_of_each_patched_weight_std_and_leaves_biases() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10))
+    tail = PatchedTail(net, 2)
+    zero = [(torch.zeros_like(m.weight), torch.zeros_like(m.bias)) for m in tail.linears]
+    noisy = tail.add_noise(zero, 0.5, torch.Generator().manual_seed(1))
+    for (dw, db), m in zip(noisy, tail.linears):
+        assert torch.equal(db, torch.zeros_like(db))  # biases untouched
+        # thousands of entries: the empirical std is within 5% of 0.5 x the layer's weight std
+        assert dw.std().item() == pytest.approx(0.5 * m.weight.std().item(), rel=0.05)
+    again = tail.add_noise(zero, 0.5, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(noisy, again))  # a generator makes it reproducible
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(tail.add_noise(zero, 0.0), zero))

@@ -159,8 +159,7 @@ class HypernetUnlearn(UnlearnModule):
         if not self.apply_deltas:
             deltas = [(torch.zeros_like(dw), torch.zeros_like(db)) for dw, db in deltas]
         if self.weight_noise > 0:
-            deltas = [(dw + self.weight_noise * m.weight.std() * torch.randn_like(dw), db)
-                      for (dw, db), m in zip(deltas, tail.linears)]
+            deltas = tail.add_noise(deltas, self.weight_noise)
         if self._trainer is not None and self.trainer.world_size > 1:  # one draw of the noise for all ranks
             deltas = self.trainer.strategy.broadcast([(dw.cpu(), db.cpu()) for dw, db in deltas], src=0)
             deltas = [(dw.to(self.device), db.to(self.device)) for dw, db in deltas]

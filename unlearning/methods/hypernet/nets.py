@@ -124,6 +124,15 @@ class PatchedTail:
             )
 
     @torch.no_grad()
+    def add_noise(self, deltas: Deltas, share: float, generator: torch.Generator | None = None) -> Deltas:
+        """``deltas`` plus Gaussian noise on each weight matrix, of ``share`` times the standard
+        deviation of the layer's weights (biases unchanged): the run-to-run randomness of a
+        one-pass answer."""
+        return [(dw + share * m.weight.std() * torch.randn(dw.shape, generator=generator, dtype=dw.dtype,
+                                                           device=dw.device), db)
+                for (dw, db), m in zip(deltas, self.linears)]
+
+    @torch.no_grad()
     def merge(self, deltas: Deltas) -> None:
         """Add ``deltas`` to the network's weights in place (the unlearned model)."""
         for m, (dw, db) in zip(self.linears, deltas):
