@@ -20,7 +20,13 @@ mean logit-scaled confidence. The designs:
   sample and on val): what a perfect hypernetwork could emit, the amortisation gap's far end;
 * ``direct (oracle mean)``: the same, with each forget example's logit-scaled confidence pulled
   to the oracles' mean instead: an upper bound of what patching these layers can do (it reads
-  the oracles, so it is a measurement, not a method).
+  the oracles, so it is a measurement, not a method);
+* ``direct (simulated oracles, K = k)`` (with ``--memorisation``): the same, pulled to what models
+  retrained without each example say instead, read off the first k subset models of a memorise run
+  on the same split (each trained on a random half, so about k/2 never saw a given example; their
+  mean, shifted by the val gap between the original and them): the target that the hypernetwork's
+  training could have without any oracle of the real request (the issue's "simulated oracles"),
+  and how close it gets to the oracles' own mean.
 
 And, for the hypernetwork's deltas without noise, how far they move each forget example towards
 the oracles' mean (the share of the mean shift achieved, the correlation of the achieved with the
@@ -35,8 +41,11 @@ reported one. Writes ``benchmarks/results/hypernet_cpu.json`` and ``.md``.
         --n_models 8 --seed_base 1000 --output_dir runs/hypernet_tune
     python benchmarks/hypernet_cpu.py --score runs/hypernet_tune/hypernet/score.json \
         --out benchmarks/results/hypernet_cpu_tuning.json
-    # reporting seeds: the hypernet row of `python benchmarks/score_cpu.py`
-    python benchmarks/hypernet_cpu.py --score runs/leaderboard/cpu/methods/hypernet/score.json
+    # reporting seeds: the hypernet row of `python benchmarks/score_cpu.py` (the same cached models
+    # as `unlearning score -c configs/score/cpu.yaml ... --output_dir runs/leaderboard/cpu/methods`),
+    # with the subset models of `python benchmarks/memorisation_cpu.py` (K = 32, same split)
+    python benchmarks/hypernet_cpu.py --score runs/leaderboard/cpu/methods/hypernet/score.json \
+        --memorisation runs/memorisation/cpu
 """
 
 from __future__ import annotations
@@ -72,18 +81,19 @@ def _effective_rank(d: torch.Tensor, rel: float = 0.01) -> int:
     return int((sv > rel * sv[0]).sum()) if float(sv[0]) > 0 else 0
 
 
-def _direct(tail: Any, target: str, hf: torch.Tensor, yf: torch.Tensor, hr: torch.Tensor, zr: torch.Tensor,
-            hv: torch.Tensor, yv: torch.Tensor, zv: torch.Tensor, mu: np.ndarray, steps: int,
+def _direct(tail: Any, mu: np.ndarray | None, hf: torch.Tensor, yf: torch.Tensor, hr: torch.Tensor, zr: torch.Tensor,
+            hv: torch.Tensor, yv: torch.Tensor, zv: torch.Tensor, steps: int,
             lr: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Deltas of full rank optimised with Adam on this request (``target``: "same loss" or "oracle mean")."""
+    """Deltas of full rank optimised with Adam on this request: with the hypernetwork's own loss
+    (``mu`` None), or pulling each forget example's logit-scaled confidence to ``mu``."""
     d = [(torch.zeros_like(layer.weight, requires_grad=True), torch.zeros_like(layer.bias, requires_grad=True))
          for layer in tail.linears]
     opt = torch.optim.Adam([t for pair in d for t in pair], lr=lr)
-    mu_t = torch.as_tensor(mu, dtype=torch.float32)
+    mu_t = None if mu is None else torch.as_tensor(mu, dtype=torch.float32)
     for _ in range(steps):
         opt.zero_grad()
         zf = tail.forward(hf, d)
-        forget = (match_unseen(zf, yf, zv, yv) if target == "same loss"
+        forget = (match_unseen(zf, yf, zv, yv) if mu_t is None
                   else ((logit_scaled_confidence(zf, yf) - mu_t) ** 2).mean())
         loss = forget + distill_kl(tail.forward(hr, d), zr, 1.0) + distill_kl(tail.forward(hv, d), zv, 1.0)
         loss.backward()
@@ -91,9 +101,93 @@ def _direct(tail: Any, target: str, hf: torch.Tensor, yf: torch.Tensor, hr: torc
     return [(a.detach(), b.detach()) for a, b in d]
 
 
+def _lsc(net: torch.nn.Module, dm: Any, stream: str) -> np.ndarray:
+    """A whole network's logit-scaled confidence on a stream's examples (evaluation transform)."""
+    x, y, idx = dm.stream_source(stream)
+    with torch.no_grad():
+        z = torch.cat([net(dm.eval_transform(x[idx[i:i + 512]])).float() for i in range(0, len(idx), 512)])
+    return logit_scaled_confidence(z, y[idx]).numpy()
+
+
+def simulated_oracles(memorisation: str | Path, cache: Path, dm: Any, lsc_val_original: np.ndarray,
+                      sizes: list[int]) -> dict[int, dict[str, Any]]:
+    """Per forget example, what models retrained without it say, from a memorise run's subset models.
+
+    Each subset model of ``unlearning memorise`` trained on a random half of the training set, so
+    about half of them never saw a given forget example: the mean of their logit-scaled confidences
+    on it is a simulated oracle's answer, which needs no oracle of the real request. They train on
+    half the data, so they are less confident on unseen examples than a full retrain; the target
+    is shifted by the val set's mean gap (the original, a full-data model, against the subset
+    models; val is unseen by both), which reads no oracle either.
+
+    Args:
+        memorisation: the memorise run's folder (``memorisation.json`` and ``.npz``), on the score's split.
+        cache: the model cache holding its subset models.
+        dm: the score's data module (set up).
+        lsc_val_original: the original's logit-scaled confidences on val.
+        sizes: K values to report (the first K subset models).
+
+    Returns:
+        Per K: the target (per forget example, in the forget stream's order) and how many forget
+        examples every one of the K models trained on (they get the mean of all K instead).
+
+    Raises:
+        ValueError: when the run's split is not the score's, or a model is missing.
+    """
+    from unlearning.modules import load_net  # noqa: PLC0415
+    from unlearning.scoring.cache import cached_runs  # noqa: PLC0415
+
+    folder = Path(memorisation)
+    summary = json.loads((folder / "memorisation.json").read_text())
+    with np.load(folder / summary.get("scores_file", "memorisation.npz")) as npz:
+        index, in_forget, members = npz["index"], npz["in_forget"], npz["members"]
+    forget = dm.split.forget.numpy()
+    if not np.array_equal(np.sort(index[in_forget]), np.sort(forget)):
+        raise ValueError(f"memorise run {str(folder)!r} is not on the score's split: its forget set differs")
+    pos = np.searchsorted(index, forget)
+    models = summary["models"]
+    if max(sizes) > len(models):
+        raise ValueError(f"K = {max(sizes)} asked, but memorise run {str(folder)!r} has {len(models)} models")
+    lsc_f, lsc_v = [], []
+    for m in models[:max(sizes)]:
+        (run,) = cached_runs(cache, f"{m['kind']}-{m['key']}", [m["seed"]], "expected the memorise run's cache")
+        net, _ = load_net(run.checkpoint)
+        net.eval()
+        lsc_f.append(_lsc(net, dm, "forget"))
+        lsc_v.append(_lsc(net, dm, "val"))
+    return {k: heldout_target(np.stack(lsc_f[:k]), members[:k, pos], np.stack(lsc_v[:k]), lsc_val_original)
+            for k in sizes}
+
+
+def heldout_target(lsc_forget: np.ndarray, members: np.ndarray, lsc_val: np.ndarray,
+                   lsc_val_original: np.ndarray) -> dict[str, Any]:
+    """The simulated oracles' target of :func:`simulated_oracles` from K subset models' answers.
+
+    Args:
+        lsc_forget: ``K x E`` logit-scaled confidences of the forget examples under each model.
+        members: ``K x E`` booleans, whether model ``k`` trained on the example.
+        lsc_val: ``K x V`` the models' logit-scaled confidences on val.
+        lsc_val_original: ``V`` the original's.
+
+    Returns:
+        ``target`` (``E``: the mean over the models that did not train on the example, or over
+        all K where every model did, plus ``shift``), ``shift`` (the original's mean on val minus
+        the models'), ``seen_by_all`` and ``unseen_models_mean`` (models per example that did not
+        train on it).
+    """
+    unseen = ~members.astype(bool)
+    count = unseen.sum(0)
+    held = np.where(count > 0, (lsc_forget * unseen).sum(0) / np.maximum(count, 1), lsc_forget.mean(0))
+    shift = float(lsc_val_original.mean() - lsc_val.mean())
+    return {"target": held + shift, "shift": shift, "seen_by_all": int((count == 0).sum()),
+            "unseen_models_mean": float(count.mean())}
+
+
 def study(score_file: str | Path, noises: list[float], root: str | None = None, seed: int = 0,
-          direct_steps: int = 300, direct_lr: float = 1e-2) -> dict[str, Any]:
-    """The table of :mod:`benchmarks.hypernet_cpu` from one hypernetwork score (module docs)."""
+          direct_steps: int = 300, direct_lr: float = 1e-2, memorisation: str | Path | None = None,
+          sizes: list[int] | None = None) -> dict[str, Any]:
+    """The table of :mod:`benchmarks.hypernet_cpu` from one hypernetwork score (module docs); with
+    ``memorisation`` (a memorise run on the same split), the simulated-oracle designs for each K of ``sizes``."""
     from unlearning.methods.hypernet import PatchedTail  # noqa: PLC0415
     from unlearning.methods.hypernet.trainer import load_hypernet  # noqa: PLC0415
     from unlearning.modules import load_net  # noqa: PLC0415
@@ -146,11 +240,25 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
     with torch.no_grad():
         zr_sample = tail.forward(hr[:1024])
         zv = tail.forward(hv)
+    targets: dict[str, np.ndarray | None] = {"same loss": None, "oracle mean": mu}
+    if memorisation is not None:
+        sims = simulated_oracles(memorisation, cache, dm, logit_scaled_confidence(zv, yv).numpy(), sizes or [8])
+        half = np.corrcoef(conf[:, :n].mean(1), conf[:, n:].mean(1))[0, 1]
+        out["simulated_oracles"] = {"memorisation": str(memorisation), "oracle_halves_corr": float(half),
+                                    "oracle_std_per_example": float(conf.std(1).mean()), "sizes": {}}
+        for k, sim in sims.items():
+            t = sim["target"]
+            out["simulated_oracles"]["sizes"][str(k)] = {
+                "corr_with_oracle_mean": float(np.corrcoef(t, mu)[0, 1]),
+                "rmse_to_oracle_mean": float(np.sqrt(((t - mu) ** 2).mean())),
+                "target_mean": float(t.mean()), "val_shift": sim["shift"], "seen_by_all": sim["seen_by_all"],
+                "unseen_models_mean": sim["unseen_models_mean"]}
+            targets[f"simulated oracles, K = {k}"] = t
     torch.manual_seed(seed)
     designs = {"deltas": deltas, "no deltas": zero}
-    for target in ("same loss", "oracle mean"):
-        designs[f"direct ({target})"] = _direct(tail, target, hf, yf, hr[:1024], zr_sample, hv, yv, zv, mu,
-                                                direct_steps, direct_lr)
+    for name, target in targets.items():
+        designs[f"direct ({name})"] = _direct(tail, target, hf, yf, hr[:1024], zr_sample, hv, yv, zv,
+                                              direct_steps, direct_lr)
     gen = torch.Generator().manual_seed(seed)
     for variant, ds in designs.items():
         for noise in noises:
@@ -188,6 +296,17 @@ def markdown(out: dict[str, Any]) -> str:
         f"the patched weights: {', '.join(f'{v:.3f}' for v in pe['delta_norm_ratio'])}; effective rank (singular values "
         f"above 1% of the largest): {', '.join(str(v) for v in pe['delta_effective_rank'])}; share of their energy in "
         f"the top two directions: {', '.join(f'{v:.2f}' for v in pe['delta_top2_energy'])}.",
+    ]
+    sim = out.get("simulated_oracles")
+    if sim:
+        lines += ["", f"Simulated oracles (subset models of `{sim['memorisation']}`): two halves of the oracles' "
+                  f"means correlate at {sim['oracle_halves_corr']:.3f} per example (one oracle's std around their mean: "
+                  f"{sim['oracle_std_per_example']:.2f}).", "",
+                  "| K | corr. with the oracles' mean | rmse | target mean | val shift | seen by all K |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {k} | {v['corr_with_oracle_mean']:.3f} | {v['rmse_to_oracle_mean']:.3f} | {v['target_mean']:.3f} | "
+                  f"{v['val_shift']:.3f} | {v['seen_by_all']} |" for k, v in sim["sizes"].items()]
+    lines += [
         "",
         "| design | weight noise | F / ceiling | final | retain acc | test acc | forget lsc |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -206,10 +325,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "runs are identical and F is 0 by its definition")
     p.add_argument("--direct_steps", type=int, default=300, help="Adam steps of the direct designs")
     p.add_argument("--root", default=None, help="where the data lives, if not where the score read it")
+    p.add_argument("--memorisation", default=None,
+                   help="a memorise run's folder on the score's split (e.g. runs/memorisation/cpu): adds the "
+                        "simulated-oracle designs")
+    p.add_argument("--k", type=int, nargs="+", default=[8, 32], help="subset models per simulated-oracle design")
     p.add_argument("--out", default="benchmarks/results/hypernet_cpu.json", help="the JSON; the .md goes beside it")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    out = study(args.score, args.noise, args.root, direct_steps=args.direct_steps)
+    out = study(args.score, args.noise, args.root, direct_steps=args.direct_steps, memorisation=args.memorisation,
+                sizes=args.k)
     out["wall_s"] = time.perf_counter() - t0
     out["command"] = " ".join(["python benchmarks/hypernet_cpu.py", *(sys.argv[1:] if argv is None else argv)])
     path = Path(args.out)

@@ -80,9 +80,9 @@ def run_attack(attack: Callable[..., float], *samples: np.ndarray, seed: int = 0
     """Run a membership attack on the samples, or NaN when they cannot be attacked.
 
     An attack cannot run on too few examples (a small forget set; see ``_MIN_EXAMPLES``) or
-    on non-finite outputs (a diverged model); scikit-learn then raises ``ValueError``, and the
-    metric is NaN. A ``ValueError`` on samples that are large enough and finite is a bug and is
-    raised.
+    on non-finite outputs (a diverged model): the metric is then NaN, decided before the attack
+    runs (scikit-learn would fail fold by fold, with a warning and a traceback each). A
+    ``ValueError`` on samples that are large enough and finite is a bug and is raised.
 
     Args:
         attack: :func:`~unlearning.metrics.simple_mia`, :func:`~unlearning.metrics.mia_efficacy`
@@ -97,13 +97,10 @@ def run_attack(attack: Callable[..., float], *samples: np.ndarray, seed: int = 0
     Raises:
         ValueError: from the attack, when the samples were large enough and finite.
     """
-    try:
-        return attack(*samples, seed=seed)
-    except ValueError:
-        least = _MIN_EXAMPLES.get(attack, 1)
-        if any(len(s) < least or not np.isfinite(s).all() for s in samples):
-            return math.nan
-        raise
+    least = _MIN_EXAMPLES.get(attack, 1)
+    if any(len(s) < least or not np.isfinite(s).all() for s in samples):
+        return math.nan
+    return attack(*samples, seed=seed)
 
 
 def measure(
