@@ -98,13 +98,15 @@ def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_k
     return path
 
 
-def fit_hypernet_stage(original: Path, tmp: Path, steps: int, seed: int = 0, **data_kw):
-    """Fit the hypernetwork stage of :data:`HYPERNET_STAGE`'s init args for ``original``
-    (``steps`` optimiser steps, ``data_kw``: overrides of the problem); ``(module, trainer)``."""
+def fit_hypernet_stage(original: Path, tmp: Path, steps: int, seed: int = 0, stage_kw: dict | None = None,
+                       **data_kw):
+    """Fit the hypernetwork stage of :data:`HYPERNET_STAGE`'s init args (updated by ``stage_kw``)
+    for ``original`` (``steps`` optimiser steps, ``data_kw``: overrides of the problem);
+    ``(module, trainer)``."""
     from unlearning.methods import HypernetTrainer
 
     L.seed_everything(seed)
-    module = HypernetTrainer(original=str(original), **HYPERNET_STAGE[0])
+    module = HypernetTrainer(original=str(original), **{**HYPERNET_STAGE[0], **(stage_kw or {})})
     t = trainer(tmp, -1, max_steps=steps, enable_checkpointing=False, limit_val_batches=0)
     t.fit(module, datamodule(**data_kw))
     return module, t

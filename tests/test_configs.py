@@ -79,7 +79,10 @@ def test_config_runs(config_path: str, tmp_path: Path, tiny_cifar: Path, request
         ckpts["hypernet"] = request.getfixturevalue("tiny_toy_hypernet" if two_circles else "tiny_hypernet")
     cifar100 = request.getfixturevalue("tiny_cifar100") if config.get("data", {}).get("class_path", "").endswith(
         "CIFAR100DataModule") else None
-    main(["fit", "-c", config_path, *quick_args(tmp_path), *overrides_for(config, tiny_cifar, ckpts, cifar100)])
+    extra = []
+    if "simulated_oracles" in init:  # a memorise run's scores on the tiny training set
+        extra = ["--model.init_args.simulated_oracles", str(_simulated_oracles(tmp_path, tiny_cifar))]
+    main(["fit", "-c", config_path, *quick_args(tmp_path), *overrides_for(config, tiny_cifar, ckpts, cifar100), *extra])
     run_dir = tmp_path / "run"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -89,6 +92,22 @@ def test_config_runs(config_path: str, tmp_path: Path, tiny_cifar: Path, request
             assert f"val/{stream}_acc" in scalars, sorted(scalars)
     else:  # a one-time stage (a hypernetwork): it logs its training, it is no classifier to evaluate
         assert any(k.startswith("train/") for k in scalars), sorted(scalars)
+
+
+def _simulated_oracles(out: Path, tiny_cifar: Path) -> Path:
+    """A ``memorisation.npz`` with the subset models' answers for every tiny training example."""
+    import numpy as np
+
+    from unlearning.data import CIFAR10DataModule
+
+    dm = CIFAR10DataModule(root=str(tiny_cifar), train_subset=None)
+    dm.setup("fit")
+    rows = np.sort(dm.stream_source("train")[2].numpy())
+    rng = np.random.default_rng(0)
+    path = out / "memorisation.npz"
+    np.savez(path, index=rows, members=rng.random((4, rows.size)) < 0.5, lsc=rng.normal(size=(4, rows.size)),
+             val_lsc_mean=np.zeros(4))
+    return path
 
 
 def _tiny_hypernet(out: Path, config: str, tiny_cifar: Path, checkpoints: dict[str, Path]) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -185,3 +186,65 @@ def test_weight_noise_is_its_share_of_each_patched_weight_std_and_leaves_biases(
     again = tail.add_noise(zero, 0.5, torch.Generator().manual_seed(1))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(noisy, again))  # a generator makes it reproducible
     assert all(torch.equal(a[0], b[0]) for a, b in zip(tail.add_noise(zero, 0.0), zero))
+
+
+def _stage_with_targets(original: Path, tmp: Path, drop: float) -> Path:
+    """A stage trained towards simulated oracles that lower the label's confidence by ``drop`` on
+    classes 0-4 and keep it on 5-9 (a fake memorise file: two subset models that saw nothing)."""
+    dm = datamodule()
+    net, _ = load_net(original)
+    x, y, rows = dm.stream_source("train")
+    xv, yv, vrows = dm.stream_source("val")
+    with torch.no_grad():
+        lsc = logit_scaled_confidence(net.eval()(dm.eval_transform(x[rows])), y[rows]).numpy()
+        val = float(logit_scaled_confidence(net(dm.eval_transform(xv[vrows])), yv[vrows]).mean())
+    target = lsc - drop * (y[rows] < 5).numpy()
+    order = np.argsort(rows.numpy())
+    path = tmp / "memorisation.npz"
+    np.savez(path, index=rows.numpy()[order], members=np.zeros((2, rows.numel()), dtype=bool),
+             lsc=np.stack([target[order]] * 2), val_lsc_mean=np.full(2, val))  # val gap 0: the target as given
+    module, t = fit_hypernet_stage(original, tmp / "stage", 100, stage_kw={"simulated_oracles": str(path)})
+    assert module._target is not None
+    ckpt = tmp / "stage.ckpt"
+    t.save_checkpoint(ckpt)
+    return ckpt
+
+
+def test_simulated_oracles_give_each_example_its_own_target(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    """Trained towards simulated oracles that lower classes 0-4 only, the one-pass deltas lower the
+    real request's classes 0-4 far more than its classes 5-9; trained to match unseen data (one
+    target for the whole request) they do not tell the classes apart."""
+    original = synthetic_models["original"]
+    dm = datamodule()
+    x, y, idx = dm.stream_source("forget")
+    low = (y[idx] < 5).numpy()
+
+    def drops(stage: Path, tmp: Path) -> tuple[float, float]:
+        m = _unlearn(original, stage, tmp, steps=1, one_pass=True, weight_noise=0.0)
+        net, _ = load_net(original)
+        with torch.no_grad():
+            before, after = (logit_scaled_confidence(n.eval()(dm.eval_transform(x[idx])), y[idx]).numpy()
+                             for n in (net, m.net))
+        d = before - after
+        return float(d[low].mean()), float(d[~low].mean())
+
+    lo, hi = drops(_stage_with_targets(original, tmp_path, drop=3.0), tmp_path / "a")
+    assert lo - hi > 1.0, (lo, hi)
+    # the same stage without the file
+    _, t = fit_hypernet_stage(original, tmp_path / "plain", 100)
+    t.save_checkpoint(tmp_path / "plain.ckpt")
+    lo0, hi0 = drops(tmp_path / "plain.ckpt", tmp_path / "b")
+    assert abs(lo0 - hi0) < 0.5 * (lo - hi), (lo0, hi0, lo, hi)
+
+
+def test_simulated_oracles_must_cover_the_training_data(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
+    dm = datamodule()
+    rows = np.sort(dm.stream_source("train")[2].numpy())[:-5]  # five examples short
+    path = tmp_path / "short.npz"
+    np.savez(path, index=rows, members=np.zeros((2, rows.size), dtype=bool), lsc=np.zeros((2, rows.size)),
+             val_lsc_mean=np.zeros(2))
+    with pytest.raises(ValueError, match=r"does not cover 5 of the .* training examples"):
+        fit_hypernet_stage(synthetic_models["original"], tmp_path, 1, stage_kw={"simulated_oracles": str(path)})
+    with pytest.raises(ValueError, match="simulated_k = 3, but .* holds 2 subset models"):
+        fit_hypernet_stage(synthetic_models["original"], tmp_path, 1,
+                           stage_kw={"simulated_oracles": str(path), "simulated_k": 3})

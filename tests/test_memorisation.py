@@ -27,6 +27,7 @@ from unlearning.metrics import (
     penultimate_features,
     penultimate_layer,
     penultimate_outputs,
+    simulated_oracle_target,
     spearman,
     subset_masks,
     within_class_quantile,
@@ -266,6 +267,10 @@ def test_memorise_writes_its_scores_and_reuses_its_models(flipped_run: tuple[dic
     assert n == 400 and scores["members"].shape == scores["correct"].shape == (8, n)
     assert (scores["members"].sum(1) == 200).all()
     assert scores["in_forget"].sum() == 40
+    # the simulated oracles' answers: a label above even odds is the prediction; members are surer
+    lsc, members = scores["lsc"], scores["members"]
+    assert lsc.shape == (8, n) and scores["val_lsc_mean"].shape == (8,) and np.isfinite(lsc).all()
+    assert scores["correct"][lsc > 0].all() and lsc[members].mean() > lsc[~members].mean() + 0.5
     for key in ("label", "estimate", "confidence_proxy", "accuracy_proxy"):
         assert scores[key].shape == (n,)
     summary = json.loads((out / SUMMARY_FILE).read_text())
@@ -399,3 +404,14 @@ def test_a_checkpoint_original_gives_the_estimate_without_proxies(flipped_run: t
     scores = load_scores(out.parent / "from_ckpt")
     assert np.isnan(scores["confidence_proxy"]).all()
     np.testing.assert_array_equal(scores["estimate"], load_scores(out)["estimate"])
+
+
+def test_simulated_oracle_target_reads_only_models_that_did_not_train_on_the_example() -> None:
+    # 3 models, 3 examples; a model that trained on an example is sure of it (10)
+    members = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1]], dtype=bool)
+    lsc = np.where(members, 10.0, np.array([[-1.0, -2.0, 0.0], [-3.0, -4.0, 0.0], [-5.0, 0.0, 0.0]]))
+    target = simulated_oracle_target(members, lsc, np.array([0.5, 1.5, 2.5]), 2.0)  # val gap 2.0 - 1.5
+    # example 0: models 1, 2 (-3, -5); example 1: models 0, 1 (-2, -4); example 2: seen by all, so all three
+    np.testing.assert_allclose(target, [-4.0 + 0.5, -3.0 + 0.5, 10.0 + 0.5])
+    with pytest.raises(ValueError, match="val_lsc_mean K"):
+        simulated_oracle_target(members, lsc, np.zeros(2), 0.0)

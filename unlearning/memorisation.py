@@ -39,7 +39,10 @@ Given a data split, the original's and the oracle's fit configs, a memorise run
   low-entanglement one;
 - ``in_forget``: whether the split puts the example in its forget set;
 - ``members``: ``K x N`` booleans, whether model ``k`` trained on the example;
-- ``correct``: ``K x N`` booleans, whether model ``k`` predicts its label.
+- ``correct``: ``K x N`` booleans, whether model ``k`` predicts its label;
+- ``lsc``: ``K x N``, the logit-scaled confidence of its label under model ``k`` (the simulated
+  oracles' answers: :func:`~unlearning.metrics.memorisation.simulated_oracle_target`);
+- ``val_lsc_mean``: ``K``, each model's mean logit-scaled confidence on the val examples.
 
 ``memorisation.json`` holds the summary: ``setting_digest`` (the hash of the data, the original and
 every model's recipe: equal digests mean equal scores), ``scores_sha256`` (the digest of the
@@ -70,6 +73,7 @@ from unlearning.metrics.memorisation import (
     subset_masks,
     within_class_quantile,
 )
+from unlearning.metrics.outputs import logit_scaled_confidence
 from unlearning.modules.checkpoint import load_net
 from unlearning.scoring.cache import CachedRun, RecipeCache, file_digest, now, recipe_key, write_json_atomic
 from unlearning.scoring.cached_model import data_recipe, load_stage_config, score_datamodule, stage_recipe
@@ -130,12 +134,13 @@ def _batches(x: torch.Tensor, rows: torch.Tensor, size: int) -> Any:
 
 
 @torch.no_grad()
-def _hits(net: torch.nn.Module, dm: Any, rows: torch.Tensor, labels: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Whether ``net`` predicts the label of each training row (eval mode, evaluation transform)."""
+def _answers(net: torch.nn.Module, dm: Any, x: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whether ``net`` predicts the label of each row of ``x``, and the label's logit-scaled
+    confidence (eval mode, evaluation transform)."""
     device = next(net.parameters()).device
-    preds = [net(dm.eval_transform(xb.to(device))).argmax(1).cpu()
-             for xb in _batches(dm.arrays.train_x, rows, batch_size)]
-    return (torch.cat(preds) == labels).numpy()
+    z = torch.cat([net(dm.eval_transform(xb.to(device))).float().cpu() for xb in _batches(x, rows, batch_size)])
+    return (z.argmax(1) == labels).numpy(), logit_scaled_confidence(z, labels).numpy()
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -259,11 +264,16 @@ def run_memorise(
     t_eval = time.perf_counter()
     bs = int(getattr(dm, "eval_batch_size", 256))
     correct = np.zeros(masks.shape, dtype=bool)
+    lsc = np.zeros(masks.shape, dtype=np.float32)
+    val_lsc_mean = np.zeros(n_models)
+    val_rows = split.val
+    val_labels = arrays.heldout_y[val_rows].cpu()
     bar = _progress(n_models, progress, "memorise: predicting")
     try:
         for k, run in enumerate(runs):
             net, _ = load_net(run.checkpoint)
-            correct[k] = _hits(net, dm, rows, labels, bs)
+            correct[k], lsc[k] = _answers(net, dm, arrays.train_x, rows, labels, bs)
+            val_lsc_mean[k] = _answers(net, dm, arrays.heldout_x, val_rows, val_labels, bs)[1].mean()
             bar.update(1)
     finally:
         bar.close()
@@ -303,7 +313,7 @@ def run_memorise(
     scores_path = out / SCORES_FILE
     with atomic_path(scores_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, index=rows.numpy(), label=labels.numpy(), estimate=estimate, in_forget=in_forget,
-                 members=masks, correct=correct, original_loss=original_loss, centroid_distance=distance,
+                 members=masks, correct=correct, lsc=lsc, val_lsc_mean=val_lsc_mean, original_loss=original_loss, centroid_distance=distance,
                  centroid_quantile=quantile, **proxies)
 
     images_trained = sum(float(r.record()["cost"].get("images_seen", 0.0))

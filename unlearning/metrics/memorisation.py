@@ -29,6 +29,7 @@ __all__ = [
     "penultimate_features",
     "penultimate_layer",
     "penultimate_outputs",
+    "simulated_oracle_target",
     "spearman",
     "subset_masks",
     "within_class_quantile",
@@ -149,6 +150,40 @@ def memorisation_estimate(members: np.ndarray | torch.Tensor, correct: np.ndarra
                       "train more models", MemorisationWarning, stacklevel=2)
         mem[missing] = np.nan
     return mem
+
+
+def simulated_oracle_target(members: np.ndarray | torch.Tensor, lsc: np.ndarray | torch.Tensor,
+                            val_lsc_mean: np.ndarray | torch.Tensor, reference_val_lsc_mean: float) -> np.ndarray:
+    """What a model retrained without each example would say of it, from subset models alone
+    (the "simulated oracles" of :class:`~unlearning.methods.HypernetTrainer`).
+
+    The mean logit-scaled confidence of example ``i`` over the models that did not train on it
+    (over all K where every model did), plus the gap on unseen data between a full-data model
+    (``reference_val_lsc_mean``, e.g. the original's mean on val) and the subset models (their
+    mean on val): models trained on part of the data are less confident on unseen examples than
+    one trained on all of it. Reads no oracle of any real request.
+
+    Args:
+        members: ``K x N`` booleans, ``True`` where model ``k`` trained on example ``i``.
+        lsc: ``K x N`` logit-scaled confidence of each example's label under each model.
+        val_lsc_mean: ``K``, each model's mean logit-scaled confidence on val.
+        reference_val_lsc_mean: the full-data model's mean on the same val examples.
+
+    Returns:
+        ``N`` targets.
+
+    Raises:
+        ValueError: on shapes that do not match, naming them.
+    """
+    m = _as_2d("members", members).astype(bool)
+    c = _as_2d("lsc", lsc).astype(np.float64)
+    v = np.asarray(val_lsc_mean, dtype=np.float64).reshape(-1)
+    if m.shape != c.shape or v.shape[0] != m.shape[0]:
+        raise ValueError(f"members and lsc must be K x N and val_lsc_mean K, got {m.shape}, {c.shape} and {v.shape}")
+    unseen = ~m
+    count = unseen.sum(0)
+    held = np.where(count > 0, (c * unseen).sum(0) / np.maximum(count, 1), c.mean(0))
+    return held + (float(reference_val_lsc_mean) - float(v.mean()))
 
 
 def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback
 
 from unlearning.methods.hypernet.nets import PatchedTail, RequestHypernet, weights_digest
 from unlearning.methods.losses import distill_kl, match_unseen
+from unlearning.metrics.outputs import logit_scaled_confidence
 from unlearning.modules.base import EvaluatedModule
 from unlearning.modules.checkpoint import META_KEY, read_checkpoint
 from unlearning.modules.unlearn import original_network
@@ -49,7 +51,11 @@ class HypernetTrainer(EvaluatedModule):
 
     * give the request outputs that look like the original's outputs on unseen (val) examples:
       :func:`~unlearning.methods.losses.match_unseen` of the logit-scaled confidence, loss and
-      entropy;
+      entropy; or, with ``simulated_oracles``, give each request example the logit-scaled
+      confidence that models retrained without it give it (the squared error to
+      :func:`~unlearning.metrics.memorisation.simulated_oracle_target` of a memorise run's subset
+      models, each trained on a random half of the same training data): a target per example
+      instead of one for the request as a whole;
     * keep the original's outputs on the rest of the training data (a sample not in the request)
       and on val: ``distill_weight`` times the KL divergence from the original's outputs.
 
@@ -72,6 +78,11 @@ class HypernetTrainer(EvaluatedModule):
         rest_size: examples of the rest of the training data per step (distillation).
         val_size: val examples per step (the unseen target, and distillation).
         distill_weight: weight of the distillation terms.
+        simulated_oracles: a ``memorisation.npz`` of ``unlearning memorise`` on this original's
+            training data (with its ``lsc`` and ``val_lsc_mean``): the per-example target above.
+            Its subset models' training is part of this stage's one-time cost (not counted by
+            this module: report it beside it). ``None``: match unseen data.
+        simulated_k: use the first K subset models of ``simulated_oracles`` (``None``: all).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         net_spec: the original's network spec; filled in automatically (reloading).
@@ -83,6 +94,8 @@ class HypernetTrainer(EvaluatedModule):
     train_streams: ClassVar[tuple[str, ...]] = ("train",)
     extra_streams: ClassVar[tuple[str, ...]] = ("val",)
     evaluated: ClassVar[bool] = False
+    #: the scores file is keyed by its content in a score's cache (see ``stage_recipe``)
+    content_args: ClassVar[tuple[str, ...]] = ("simulated_oracles",)
 
     def __init__(
         self,
@@ -94,6 +107,8 @@ class HypernetTrainer(EvaluatedModule):
         rest_size: int = 512,
         val_size: int = 512,
         distill_weight: float = 1.0,
+        simulated_oracles: str | None = None,
+        simulated_k: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         net_spec: dict[str, Any] | None = None,
@@ -115,6 +130,11 @@ class HypernetTrainer(EvaluatedModule):
                 raise ValueError(f"{name} must be >= 2, got {value}")
         if lr <= 0 or distill_weight < 0:
             raise ValueError(f"lr must be > 0 and distill_weight >= 0, got {lr}, {distill_weight}")
+        if simulated_k is not None and (isinstance(simulated_k, bool) or not isinstance(simulated_k, int)
+                                        or simulated_k < 2):
+            raise ValueError(f"simulated_k must be an integer >= 2 (subset models), got {simulated_k!r}")
+        self.simulated_oracles, self.simulated_k = simulated_oracles, simulated_k
+        self._target: torch.Tensor | None = None
         self.save_hyperparameters(ignore=["original", "net_spec", "hypernet_spec", "original_digest"])
         self.set_net(net.eval().requires_grad_(False), spec)
         self.hparams["net_spec"] = spec
@@ -162,6 +182,8 @@ class HypernetTrainer(EvaluatedModule):
         x, _ = next(self.stream("train", batch_size=8, train=False))
         self.tail.check(x)
         self._pool = {name: self._features(name) for name in ("train", "val")}
+        if self.simulated_oracles is not None:
+            self._target = self._simulated_target()
         if not self.hparams.get("hypernet_spec"):
             h = self._pool["train"][0]
             scale = float(h.norm(dim=1).mean()) / math.sqrt(h.shape[1])
@@ -171,6 +193,31 @@ class HypernetTrainer(EvaluatedModule):
             self.hypernet.set_input_means([a.mean(0) for a in inputs])
         rank = self.trainer.global_rank if self._trainer is not None else 0
         self._gen = torch.Generator().manual_seed(int(torch.initial_seed()) + 1000003 * rank)
+
+    def _simulated_target(self) -> torch.Tensor:
+        """Each training example's target, in the ``train`` pool's order (see ``simulated_oracles``).
+
+        Raises:
+            ValueError: when the file lacks the subset models' answers, has fewer than
+                ``simulated_k`` models, or does not cover every training example.
+        """
+        from unlearning.metrics.memorisation import load_scores, simulated_oracle_target
+
+        path = str(self.simulated_oracles)
+        s = load_scores(path, required=("index", "members", "lsc", "val_lsc_mean"))
+        k = s["members"].shape[0] if self.simulated_k is None else self.simulated_k
+        if k > s["members"].shape[0]:
+            raise ValueError(f"simulated_k = {k}, but {path!r} holds {s['members'].shape[0]} subset models")
+        rows = self.trainer.datamodule.stream_source("train")[2].cpu().numpy()
+        pos = np.minimum(np.searchsorted(s["index"], rows), s["index"].size - 1)
+        if not np.array_equal(s["index"][pos], rows):
+            missing = int((s["index"][pos] != rows).sum())
+            raise ValueError(f"simulated_oracles {path!r} does not cover {missing} of the {rows.size} training "
+                             "examples: expected a memorise run on this original's training data")
+        _, yv, zv = self._pool["val"]
+        reference = float(logit_scaled_confidence(zv, yv).mean())
+        target = simulated_oracle_target(s["members"][:k, pos], s["lsc"][:k, pos], s["val_lsc_mean"][:k], reference)
+        return torch.as_tensor(target, dtype=torch.float32, device=self._pool["train"][0].device)
 
     # ---- one simulated request ------------------------------------------------------------
     def _draw(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -182,14 +229,20 @@ class HypernetTrainer(EvaluatedModule):
         req, rest = perm[:n], perm[n : n + self.rest_size]
         hv, yv, zv = self._pool["val"]
         vi = torch.randint(hv.shape[0], (self.val_size,), generator=gen).to(hv.device)
-        return {"h": h[req], "y": y[req], "z": z[req], "h_rest": h[rest], "z_rest": z[rest],
-                "h_val": hv[vi], "y_val": yv[vi], "z_val": zv[vi]}
+        out = {"h": h[req], "y": y[req], "z": z[req], "h_rest": h[rest], "z_rest": z[rest],
+               "h_val": hv[vi], "y_val": yv[vi], "z_val": zv[vi]}
+        if self._target is not None:
+            out["target"] = self._target[req]
+        return out
 
     def _losses(self, r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         _, inputs = self.tail.forward(r["h"], return_inputs=True)
         deltas = self.hypernet(r["h"], r["y"], r["z"], inputs)
         patched = self.tail.forward(r["h"], deltas)
-        forget = match_unseen(patched, r["y"], r["z_val"], r["y_val"])
+        if "target" in r:
+            forget = ((logit_scaled_confidence(patched, r["y"]) - r["target"]) ** 2).mean()
+        else:
+            forget = match_unseen(patched, r["y"], r["z_val"], r["y_val"])
         rest = distill_kl(self.tail.forward(r["h_rest"], deltas), r["z_rest"], 1.0)
         val = distill_kl(self.tail.forward(r["h_val"], deltas), r["z_val"], 1.0)
         loss = forget + self.distill_weight * (rest + val)
@@ -210,8 +263,6 @@ class HypernetTrainer(EvaluatedModule):
         examples', and the distillation gaps."""
         if not self._pool:
             return
-        from unlearning.metrics.outputs import logit_scaled_confidence
-
         gen = torch.Generator().manual_seed(12345)
         rows = []
         for _ in range(4):
@@ -223,6 +274,7 @@ class HypernetTrainer(EvaluatedModule):
                 "val_lsc": logit_scaled_confidence(r["z_val"], r["y_val"]).mean(),
                 "request_acc_patched": (out["patched"].argmax(1) == r["y"]).float().mean(),
                 "rest_kl": out["rest_kl"], "val_kl": out["val_kl"],
+                **({"request_lsc_target": r["target"].mean()} if "target" in r else {}),
             })
         self.log_dict({f"hyper/{k}": torch.stack([row[k] for row in rows]).mean() for k in rows[0]})
 
