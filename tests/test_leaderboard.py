@@ -83,6 +83,20 @@ def test_a_second_leaderboard_trains_nothing(board: tuple[Path, dict], monkeypat
     assert [r["final_score"] for r in again["rows"]] == [r["final_score"] for r in first["rows"]]
 
 
+@pytest.mark.slow  # two toy hypernetwork stages and their runs: about 20 s
+def test_a_variant_with_its_own_stage_trains_and_uses_that_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    other = yaml.safe_load((REPO / "configs/toy/hypernet.yaml").read_text())
+    other["trainer"]["max_steps"] = 7  # another recipe: another stage
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    out = main(_board_args(tmp_path, "--methods", '["configs/toy/unlearn/hypernet.yaml"]', "--baseline", "null",
+                           "--variants", '{"hypernet (other stage)": ["hypernet"]}',
+                           "--variant_stages", json.dumps({"hypernet (other stage)": {"hypernet": str(tmp_path / "other.yaml")}})))
+    plain, own = (out["methods"][row]["stages"]["hypernet"] for row in ("hypernet", "hypernet (other stage)"))
+    assert plain["cache"] != own["cache"]
+    assert (tmp_path / "cache" / own["cache"]).is_dir() and (tmp_path / "cache" / plain["cache"]).is_dir()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--methods", '["configs/toy/unlearn/nope.yaml"]'], "method config configs/toy/unlearn/nope.yaml does not exist"),
     (["--variants", '{"x": ["nope", "--model.init_args.lr", "1"]}'], "variant 'x' names method 'nope'"),
@@ -95,6 +109,12 @@ def test_a_second_leaderboard_trains_nothing(board: tuple[Path, dict], monkeypat
     (["--scenarios", '{"a": {"class_path": "ScoreBandForget", "init_args": {"scores_file": "none.npz"}}}'],
      "ScoreBandForget's scores_file 'none.npz' does not exist"),
     (["--scenarios", "{}"], "scenarios must name at least one forget scenario"),
+    (["--variant_stages", '{"finetune": {"hypernet": "configs/toy/hypernet.yaml"}}'],
+     "variant_stages names 'finetune', which is no variant"),
+    (["--variant_stages", '{"finetune (lr 0.01)": {"hypernet": "configs/toy/hypernet.yaml"}}'],
+     "gives stage 'hypernet', which method 'finetune' does not declare"),
+    (["--variants", '{"h": ["hypernet"]}', "--variant_stages", '{"h": {"hypernet": "configs/toy/nope.yaml"}}'],
+     "variant_stages of 'h': stage config configs/toy/nope.yaml does not exist"),
 ])
 def test_bad_leaderboard_input_is_one_line_exit_2_and_trains_nothing(
     extra: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -216,6 +236,9 @@ def test_leaderboard_configs_parse_and_name_existing_configs(config: Path, monke
         _stage_configs(f, cfg.stages_dir)
     for spec in (cfg.variants or {}).values():
         assert spec[0] in {f.stem for f in found}
+    for own in (cfg.variant_stages or {}).values():
+        for stage in own.values():
+            load_stage_config(stage, "stage")
     for what in ("oracle", "original"):
         load_stage_config(cfg[what], what)
 

@@ -22,7 +22,8 @@ A folder of methods means its ``*.yaml`` files, less the search spaces of ``unle
 ``variants`` adds rows that run a listed method with extra arguments (an ablation, e.g. a method
 with one of its parts switched off); a method that declares one-time stages gets
 ``<stages_dir>/<argument>.yaml`` for each, and the leaderboard reports what the stage costs and
-after how many requests it pays off against a baseline method.
+after how many requests it pays off against a baseline method; ``variant_stages`` gives a variant
+stage configs of its own in place of those (e.g. a stage trained towards another target).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def run_leaderboard(
     baseline: str | None = "finetune",
     scenarios: dict[str, dict[str, Any]] | None = None,
     config: dict[str, Any] | None = None,
+    variant_stages: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any] | None:
     """Score every method on one setting and write the leaderboard (see the module docstring); with
     ``scenarios``, on every forget scenario, and write the method x scenario matrix.
@@ -143,14 +145,18 @@ def run_leaderboard(
             forget set): one leaderboard per scenario under ``<output_dir>/<name>/``, each with its
             own oracles, and the matrix (:mod:`unlearning.scoring.matrix`) in ``output_dir``.
         config: the leaderboard's own config, stored in ``leaderboard.json``.
+        variant_stages: ``{variant row: {init argument: stage fit config}}``: the variant's
+            one-time stages in place of its method's ``<stages_dir>/<argument>.yaml`` (each trained
+            once per original and cached like any stage).
 
     Returns:
         The content of ``leaderboard.json`` (with ``scenarios``: of ``scenarios.json``), or
         ``None`` when models are still missing after training this process's share (``seeds``).
 
     Raises:
-        ValueError: on an empty or ambiguous method list, a variant of an unknown method, or a bad
-            setting of the score.
+        ValueError: on an empty or ambiguous method list, a variant of an unknown method, variant
+            stages of a row that is no variant or for an argument its method does not declare, or
+            a bad setting of the score.
         FileNotFoundError: when a config does not exist.
     """
     if scenarios is not None:
@@ -162,7 +168,7 @@ def run_leaderboard(
             if setting.progress:
                 print(f"#### scenario {name}", flush=True)
             board = run_leaderboard(scenario_section, methods, setting, str(Path(output_dir) / name), stages_dir,
-                                    variants, baseline, None, config)
+                                    variants, baseline, None, config, variant_stages)
             if board is not None:
                 boards[name] = board
         if len(boards) < len(datas):
@@ -181,6 +187,18 @@ def run_leaderboard(
             raise ValueError(f"variant {row!r} has the name of a method: choose another")
         runs.append((row, configs[spec[0]], [str(a) for a in spec[1:]]))
     stages = {name: _stage_configs(cfg, stages_dir) for name, cfg in configs.items()}  # all checked up front
+    row_stages = {row: stages[cfg.stem] for row, cfg, _ in runs}
+    for row, own in (variant_stages or {}).items():
+        if row not in (variants or {}):
+            raise ValueError(f"variant_stages names {row!r}, which is no variant: expected one of {sorted(variants or {})}")
+        method = variants[row][0]  # type: ignore[index]
+        for arg, cfg_file in (own or {}).items():
+            if arg not in stages[method]:
+                raise ValueError(f"variant_stages of {row!r} gives stage {arg!r}, which method {method!r} does not "
+                                 f"declare: expected one of {sorted(stages[method])}")
+            if not Path(str(cfg_file)).is_file():
+                raise FileNotFoundError(f"variant_stages of {row!r}: stage config {cfg_file} does not exist")
+        row_stages[row] = {**stages[method], **{k: str(v) for k, v in (own or {}).items()}}
     out = Path(output_dir)
     results: dict[str, dict[str, Any]] = {}
     complete = True
@@ -188,7 +206,7 @@ def run_leaderboard(
         if setting.progress:
             print(f"== {row}", flush=True)
         r = run_score(data, str(cfg), setting, name=_slug(row), output_dir=str(out / "methods"), method_args=extra,
-                      stages=stages[cfg.stem], config=config)
+                      stages=row_stages[row], config=config)
         if r is None:
             complete = False
             continue
