@@ -6,7 +6,8 @@ Reads what a score of the hypernetwork left (``--score``: the ``score.json`` of 
 the cached original and one-time stage it used, the oracles' logit-scaled confidences on the forget
 set (``confidences_oracle.npy`` beside it) and the data. It trains nothing: the one-pass answer only
 touches the patched last layers, so it is replayed here on the original's features, N times per
-noise level with fresh noise (what ``HypernetUnlearn(one_pass=True)`` does in each run), and
+noise level with fresh noise (what ``HypernetUnlearn(one_pass=True)`` does in each run; the same N
+draws for every design at one noise level, so that designs compare paired), and
 scored with the competition's metric against the first N oracles (the ceiling from the other N).
 
 Reported per design and noise: F / ceiling, the final score (against the oracles' mean retain and
@@ -14,6 +15,9 @@ test accuracy of that score), retain (the whole retain set) and test accuracy, t
 mean logit-scaled confidence. The designs:
 
 * ``deltas``: the hypernetwork's deltas for the real request (what ``one_pass`` applies);
+* ``deltas (simulated-oracle stage)`` (with ``--simulated_score``): the same from the stage of
+  another score of the same original, trained towards simulated oracles
+  (``configs/score/stages/hypernet_simulated.yaml``);
 * ``no deltas``: noise alone;
 * ``direct (same loss)``: deltas of full rank optimised on the real request itself with the
   hypernetwork's own training loss (match the val outputs, distil the original on a retain
@@ -101,91 +105,47 @@ def _direct(tail: Any, mu: np.ndarray | None, hf: torch.Tensor, yf: torch.Tensor
     return [(a.detach(), b.detach()) for a, b in d]
 
 
-def _lsc(net: torch.nn.Module, dm: Any, stream: str) -> np.ndarray:
-    """A whole network's logit-scaled confidence on a stream's examples (evaluation transform)."""
-    x, y, idx = dm.stream_source(stream)
-    with torch.no_grad():
-        z = torch.cat([net(dm.eval_transform(x[idx[i:i + 512]])).float() for i in range(0, len(idx), 512)])
-    return logit_scaled_confidence(z, y[idx]).numpy()
-
-
-def simulated_oracles(memorisation: str | Path, cache: Path, dm: Any, lsc_val_original: np.ndarray,
+def simulated_oracles(memorisation: str | Path, dm: Any, lsc_val_original: np.ndarray,
                       sizes: list[int]) -> dict[int, dict[str, Any]]:
-    """Per forget example, what models retrained without it say, from a memorise run's subset models.
-
-    Each subset model of ``unlearning memorise`` trained on a random half of the training set, so
-    about half of them never saw a given forget example: the mean of their logit-scaled confidences
-    on it is a simulated oracle's answer, which needs no oracle of the real request. They train on
-    half the data, so they are less confident on unseen examples than a full retrain; the target
-    is shifted by the val set's mean gap (the original, a full-data model, against the subset
-    models; val is unseen by both), which reads no oracle either.
+    """Per forget example, what models retrained without it say, from a memorise run's subset models
+    (:func:`~unlearning.metrics.memorisation.simulated_oracle_target` of the first K, for each K of
+    ``sizes``): each trained on a random half, so about half of them never saw a given example.
 
     Args:
-        memorisation: the memorise run's folder (``memorisation.json`` and ``.npz``), on the score's split.
-        cache: the model cache holding its subset models.
+        memorisation: the memorise run's folder (``memorisation.npz``), on the score's split.
         dm: the score's data module (set up).
-        lsc_val_original: the original's logit-scaled confidences on val.
-        sizes: K values to report (the first K subset models).
+        lsc_val_original: the original's logit-scaled confidences on val (the full-data model).
+        sizes: K values to report.
 
     Returns:
-        Per K: the target (per forget example, in the forget stream's order) and how many forget
-        examples every one of the K models trained on (they get the mean of all K instead).
+        Per K: ``target`` (per forget example, in the forget stream's order), ``shift`` (the val
+        gap added), ``seen_by_all`` (forget examples every one of the K models trained on).
 
     Raises:
-        ValueError: when the run's split is not the score's, or a model is missing.
+        ValueError: when the run's split is not the score's, or it has fewer than K models or no answers.
     """
-    from unlearning.modules import load_net  # noqa: PLC0415
-    from unlearning.scoring.cache import cached_runs  # noqa: PLC0415
+    from unlearning.metrics.memorisation import load_scores, simulated_oracle_target  # noqa: PLC0415
 
-    folder = Path(memorisation)
-    summary = json.loads((folder / "memorisation.json").read_text())
-    with np.load(folder / summary.get("scores_file", "memorisation.npz")) as npz:
-        index, in_forget, members = npz["index"], npz["in_forget"], npz["members"]
+    path = Path(memorisation) / "memorisation.npz"
+    scores = load_scores(path, required=("index", "in_forget", "members", "lsc", "val_lsc_mean"))
+    index, members = scores["index"], scores["members"]
     forget = dm.split.forget.numpy()
-    if not np.array_equal(np.sort(index[in_forget]), np.sort(forget)):
-        raise ValueError(f"memorise run {str(folder)!r} is not on the score's split: its forget set differs")
+    if not np.array_equal(np.sort(index[scores["in_forget"].astype(bool)]), np.sort(forget)):
+        raise ValueError(f"memorise run {str(path)!r} is not on the score's split: its forget set differs")
+    if max(sizes) > members.shape[0]:
+        raise ValueError(f"K = {max(sizes)} asked, but memorise run {str(path)!r} has {members.shape[0]} models")
     pos = np.searchsorted(index, forget)
-    models = summary["models"]
-    if max(sizes) > len(models):
-        raise ValueError(f"K = {max(sizes)} asked, but memorise run {str(folder)!r} has {len(models)} models")
-    lsc_f, lsc_v = [], []
-    for m in models[:max(sizes)]:
-        (run,) = cached_runs(cache, f"{m['kind']}-{m['key']}", [m["seed"]], "expected the memorise run's cache")
-        net, _ = load_net(run.checkpoint)
-        net.eval()
-        lsc_f.append(_lsc(net, dm, "forget"))
-        lsc_v.append(_lsc(net, dm, "val"))
-    return {k: heldout_target(np.stack(lsc_f[:k]), members[:k, pos], np.stack(lsc_v[:k]), lsc_val_original)
-            for k in sizes}
-
-
-def heldout_target(lsc_forget: np.ndarray, members: np.ndarray, lsc_val: np.ndarray,
-                   lsc_val_original: np.ndarray) -> dict[str, Any]:
-    """The simulated oracles' target of :func:`simulated_oracles` from K subset models' answers.
-
-    Args:
-        lsc_forget: ``K x E`` logit-scaled confidences of the forget examples under each model.
-        members: ``K x E`` booleans, whether model ``k`` trained on the example.
-        lsc_val: ``K x V`` the models' logit-scaled confidences on val.
-        lsc_val_original: ``V`` the original's.
-
-    Returns:
-        ``target`` (``E``: the mean over the models that did not train on the example, or over
-        all K where every model did, plus ``shift``), ``shift`` (the original's mean on val minus
-        the models'), ``seen_by_all`` and ``unseen_models_mean`` (models per example that did not
-        train on it).
-    """
-    unseen = ~members.astype(bool)
-    count = unseen.sum(0)
-    held = np.where(count > 0, (lsc_forget * unseen).sum(0) / np.maximum(count, 1), lsc_forget.mean(0))
-    shift = float(lsc_val_original.mean() - lsc_val.mean())
-    return {"target": held + shift, "shift": shift, "seen_by_all": int((count == 0).sum()),
-            "unseen_models_mean": float(count.mean())}
+    out = {}
+    for k in sizes:
+        m, lsc, v = members[:k, pos], scores["lsc"][:k, pos], scores["val_lsc_mean"][:k]
+        out[k] = {"target": simulated_oracle_target(m, lsc, v, float(lsc_val_original.mean())),
+                  "shift": float(lsc_val_original.mean() - v.mean()), "seen_by_all": int(m.all(0).sum())}
+    return out
 
 
 def study(score_file: str | Path, noises: list[float], root: str | None = None, seed: int = 0,
           direct_steps: int = 300, direct_lr: float = 1e-2, memorisation: str | Path | None = None,
-          sizes: list[int] | None = None) -> dict[str, Any]:
+          sizes: list[int] | None = None, simulated_score: str | Path | None = None) -> dict[str, Any]:
     """The table of :mod:`benchmarks.hypernet_cpu` from one hypernetwork score (module docs); with
     ``memorisation`` (a memorise run on the same split), the simulated-oracle designs for each K of ``sizes``."""
     from unlearning.methods.hypernet import PatchedTail  # noqa: PLC0415
@@ -242,7 +202,7 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
         zv = tail.forward(hv)
     targets: dict[str, np.ndarray | None] = {"same loss": None, "oracle mean": mu}
     if memorisation is not None:
-        sims = simulated_oracles(memorisation, cache, dm, logit_scaled_confidence(zv, yv).numpy(), sizes or [8])
+        sims = simulated_oracles(memorisation, dm, logit_scaled_confidence(zv, yv).numpy(), sizes or [8])
         half = np.corrcoef(conf[:, :n].mean(1), conf[:, n:].mean(1))[0, 1]
         out["simulated_oracles"] = {"memorisation": str(memorisation), "oracle_halves_corr": float(half),
                                     "oracle_std_per_example": float(conf.std(1).mean()), "sizes": {}}
@@ -251,17 +211,31 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
             out["simulated_oracles"]["sizes"][str(k)] = {
                 "corr_with_oracle_mean": float(np.corrcoef(t, mu)[0, 1]),
                 "rmse_to_oracle_mean": float(np.sqrt(((t - mu) ** 2).mean())),
-                "target_mean": float(t.mean()), "val_shift": sim["shift"], "seen_by_all": sim["seen_by_all"],
-                "unseen_models_mean": sim["unseen_models_mean"]}
+                "target_mean": float(t.mean()), "val_shift": sim["shift"], "seen_by_all": sim["seen_by_all"]}
             targets[f"simulated oracles, K = {k}"] = t
     torch.manual_seed(seed)
     designs = {"deltas": deltas, "no deltas": zero}
+    if simulated_score is not None:
+        other = json.loads(Path(simulated_score).read_text())
+        if other["cache"]["original"] != score["cache"]["original"]:
+            raise ValueError(f"score {str(simulated_score)!r} is of another original than {str(score_file)!r}")
+        other_ckpt = sorted((Path(other["cache"]["dir"]) / other["stages"]["hypernet"]["cache"]).glob("seed-*/model.ckpt"))[0]
+        with torch.no_grad():
+            sim_deltas = load_hypernet(str(other_ckpt))[0](hf, yf, zf, inputs)
+            got_sim = logit_scaled_confidence(tail.forward(hf, sim_deltas), yf).numpy() - lsc_original
+        designs["deltas (simulated-oracle stage)"] = sim_deltas
+        out["per_example"]["simulated_stage"] = {
+            "share_of_mean_shift": float(got_sim.mean() / need.mean()),
+            "corr_shift_achieved_needed": float(np.corrcoef(need, got_sim)[0, 1]),
+            "delta_effective_rank": [_effective_rank(dw) for dw, _ in sim_deltas]}
     for name, target in targets.items():
         designs[f"direct ({name})"] = _direct(tail, target, hf, yf, hr[:1024], zr_sample, hv, yv, zv,
                                               direct_steps, direct_lr)
-    gen = torch.Generator().manual_seed(seed)
     for variant, ds in designs.items():
         for noise in noises:
+            # the same N noise draws for every design at a noise level: the designs differ by their
+            # deltas alone (paired), not by which draws they got
+            gen = torch.Generator().manual_seed(seed * 100_003 + round(noise * 1000))
             lscs, ra, ta = [], [], []
             for _ in range(n):
                 d = tail.add_noise(ds, noise, gen)
@@ -297,6 +271,11 @@ def markdown(out: dict[str, Any]) -> str:
         f"above 1% of the largest): {', '.join(str(v) for v in pe['delta_effective_rank'])}; share of their energy in "
         f"the top two directions: {', '.join(f'{v:.2f}' for v in pe['delta_top2_energy'])}.",
     ]
+    if "simulated_stage" in pe:
+        ss = pe["simulated_stage"]
+        lines[-1] += (f" The simulated-oracle stage's deltas go {ss['share_of_mean_shift']:.2f} of the way, correlate with "
+                      f"the needed shift at {ss['corr_shift_achieved_needed']:.2f}, effective rank "
+                      f"{', '.join(str(v) for v in ss['delta_effective_rank'])}.")
     sim = out.get("simulated_oracles")
     if sim:
         lines += ["", f"Simulated oracles (subset models of `{sim['memorisation']}`): two halves of the oracles' "
@@ -328,12 +307,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--memorisation", default=None,
                    help="a memorise run's folder on the score's split (e.g. runs/memorisation/cpu): adds the "
                         "simulated-oracle designs")
+    p.add_argument("--simulated_score", default=None,
+                   help="score.json of the same original with the simulated-oracle stage: adds its deltas")
     p.add_argument("--k", type=int, nargs="+", default=[8, 32], help="subset models per simulated-oracle design")
     p.add_argument("--out", default="benchmarks/results/hypernet_cpu.json", help="the JSON; the .md goes beside it")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     out = study(args.score, args.noise, args.root, direct_steps=args.direct_steps, memorisation=args.memorisation,
-                sizes=args.k)
+                sizes=args.k, simulated_score=args.simulated_score)
     out["wall_s"] = time.perf_counter() - t0
     out["command"] = " ".join(["python benchmarks/hypernet_cpu.py", *(sys.argv[1:] if argv is None else argv)])
     path = Path(args.out)
