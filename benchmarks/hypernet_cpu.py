@@ -124,23 +124,23 @@ def simulated_oracles(memorisation: str | Path, dm: Any, lsc_val_original: np.nd
     Raises:
         ValueError: when the run's split is not the score's, or it has fewer than K models or no answers.
     """
-    from unlearning.metrics.memorisation import load_scores, simulated_oracle_target  # noqa: PLC0415
+    from unlearning.metrics.memorisation import load_scores, load_simulated_oracles, simulated_oracle_target  # noqa: PLC0415
 
     path = Path(memorisation) / "memorisation.npz"
-    scores = load_scores(path, required=("index", "in_forget", "members", "lsc", "val_lsc_mean"))
-    index, members = scores["index"], scores["members"]
+    split = load_scores(path, required=("index", "in_forget"))
     forget = dm.split.forget.numpy()
-    if not np.array_equal(np.sort(index[scores["in_forget"].astype(bool)]), np.sort(forget)):
+    if not np.array_equal(np.sort(split["index"][split["in_forget"].astype(bool)]), np.sort(forget)):
         raise ValueError(f"memorise run {str(path)!r} is not on the score's split: its forget set differs")
-    if max(sizes) > members.shape[0]:
-        raise ValueError(f"K = {max(sizes)} asked, but memorise run {str(path)!r} has {members.shape[0]} models")
-    pos = np.searchsorted(index, forget)
-    out = {}
-    for k in sizes:
-        m, lsc, v = members[:k, pos], scores["lsc"][:k, pos], scores["val_lsc_mean"][:k]
-        out[k] = {"target": simulated_oracle_target(m, lsc, v, float(lsc_val_original.mean())),
-                  "shift": float(lsc_val_original.mean() - v.mean()), "seen_by_all": int(m.all(0).sum())}
-    return out
+    members, lsc, val = load_simulated_oracles(path, forget, max(sizes))
+    reference = float(lsc_val_original.mean())
+    return {k: {"target": simulated_oracle_target(members[:k], lsc[:k], val[:k], reference),
+                "shift": reference - float(val[:k].mean()), "seen_by_all": int(members[:k].all(0).sum())}
+            for k in sizes}
+
+
+def _cached_checkpoint(score: dict[str, Any], cache_key: str) -> Path:
+    """The checkpoint of a cached model of a score (its original, or a stage)."""
+    return sorted((Path(score["cache"]["dir"]) / cache_key).glob("seed-*/model.ckpt"))[0]
 
 
 def study(score_file: str | Path, noises: list[float], root: str | None = None, seed: int = 0,
@@ -154,10 +154,8 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
 
     score_file = Path(score_file)
     score = json.loads(score_file.read_text())
-    cache = Path(score["cache"]["dir"])
-    stage = score["stages"]["hypernet"]["cache"]
-    original = sorted((cache / score["cache"]["original"]).glob("seed-*/model.ckpt"))[0]
-    stage_ckpt = sorted((cache / stage).glob("seed-*/model.ckpt"))[0]
+    original = _cached_checkpoint(score, score["cache"]["original"])
+    stage_ckpt = _cached_checkpoint(score, score["stages"]["hypernet"]["cache"])
     conf = np.load(score_file.parent / "confidences_oracle.npy")  # (E, 2N)
     n = conf.shape[1] // 2
     mu = conf.mean(1)
@@ -219,7 +217,7 @@ def study(score_file: str | Path, noises: list[float], root: str | None = None, 
         other = json.loads(Path(simulated_score).read_text())
         if other["cache"]["original"] != score["cache"]["original"]:
             raise ValueError(f"score {str(simulated_score)!r} is of another original than {str(score_file)!r}")
-        other_ckpt = sorted((Path(other["cache"]["dir"]) / other["stages"]["hypernet"]["cache"]).glob("seed-*/model.ckpt"))[0]
+        other_ckpt = _cached_checkpoint(other, other["stages"]["hypernet"]["cache"])
         with torch.no_grad():
             sim_deltas = load_hypernet(str(other_ckpt))[0](hf, yf, zf, inputs)
             got_sim = logit_scaled_confidence(tail.forward(hf, sim_deltas), yf).numpy() - lsc_original

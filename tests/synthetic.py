@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from unlearning.modules.checkpoint import META_KEY
@@ -95,6 +96,18 @@ def train_model(out: Path, name: str, cls: type[Classifier], seed: int, **data_k
     t.fit(module, datamodule(**data_kw))
     path = out / f"{name}.ckpt"
     t.save_checkpoint(path)
+    return path
+
+
+def write_simulated_oracles(path: Path, index: np.ndarray, lsc: np.ndarray, members: np.ndarray | None = None,
+                            val_lsc_mean: np.ndarray | None = None) -> Path:
+    """A ``memorisation.npz`` holding only what the hypernetwork's simulated oracles read: K subset
+    models' ``lsc`` (``K x N``) on the examples ``index`` (sorted), their ``members`` (default: none
+    trained on anything) and their mean on val (default 0)."""
+    k = lsc.shape[0]
+    np.savez(path, index=np.asarray(index), lsc=lsc,
+             members=np.zeros(lsc.shape, dtype=bool) if members is None else members,
+             val_lsc_mean=np.zeros(k) if val_lsc_mean is None else val_lsc_mean)
     return path
 
 

@@ -98,16 +98,15 @@ def _simulated_oracles(out: Path, tiny_cifar: Path) -> Path:
     """A ``memorisation.npz`` with the subset models' answers for every tiny training example."""
     import numpy as np
 
+    from tests.synthetic import write_simulated_oracles
     from unlearning.data import CIFAR10DataModule
 
     dm = CIFAR10DataModule(root=str(tiny_cifar), train_subset=None)
     dm.setup("fit")
     rows = np.sort(dm.stream_source("train")[2].numpy())
     rng = np.random.default_rng(0)
-    path = out / "memorisation.npz"
-    np.savez(path, index=rows, members=rng.random((4, rows.size)) < 0.5, lsc=rng.normal(size=(4, rows.size)),
-             val_lsc_mean=np.zeros(4))
-    return path
+    return write_simulated_oracles(out / "memorisation.npz", rows, rng.normal(size=(4, rows.size)),
+                                   members=rng.random((4, rows.size)) < 0.5)
 
 
 def _tiny_hypernet(out: Path, config: str, tiny_cifar: Path, checkpoints: dict[str, Path]) -> Path:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from tests.synthetic import HYPERNET_STAGE, NUM_FORGET, datamodule, fit_hypernet_stage, trainer
+from tests.synthetic import (HYPERNET_STAGE, NUM_FORGET, datamodule, fit_hypernet_stage, trainer,
+                             write_simulated_oracles)
 from unlearning.methods import HypernetTrainer, HypernetUnlearn
 from unlearning.methods.hypernet import PatchedTail, RequestHypernet
 from unlearning.metrics import logit_scaled_confidence
@@ -200,9 +201,8 @@ def _stage_with_targets(original: Path, tmp: Path, drop: float) -> Path:
         val = float(logit_scaled_confidence(net(dm.eval_transform(xv[vrows])), yv[vrows]).mean())
     target = lsc - drop * (y[rows] < 5).numpy()
     order = np.argsort(rows.numpy())
-    path = tmp / "memorisation.npz"
-    np.savez(path, index=rows.numpy()[order], members=np.zeros((2, rows.numel()), dtype=bool),
-             lsc=np.stack([target[order]] * 2), val_lsc_mean=np.full(2, val))  # val gap 0: the target as given
+    path = write_simulated_oracles(tmp / "memorisation.npz", rows.numpy()[order], np.stack([target[order]] * 2),
+                                   val_lsc_mean=np.full(2, val))  # val gap 0: the target as given
     module, t = fit_hypernet_stage(original, tmp / "stage", 100, stage_kw={"simulated_oracles": str(path)})
     assert module._target is not None
     ckpt = tmp / "stage.ckpt"
@@ -240,11 +240,9 @@ def test_simulated_oracles_give_each_example_its_own_target(synthetic_models: di
 def test_simulated_oracles_must_cover_the_training_data(synthetic_models: dict[str, Path], tmp_path: Path) -> None:
     dm = datamodule()
     rows = np.sort(dm.stream_source("train")[2].numpy())[:-5]  # five examples short
-    path = tmp_path / "short.npz"
-    np.savez(path, index=rows, members=np.zeros((2, rows.size), dtype=bool), lsc=np.zeros((2, rows.size)),
-             val_lsc_mean=np.zeros(2))
-    with pytest.raises(ValueError, match=r"does not cover 5 of the .* training examples"):
+    path = write_simulated_oracles(tmp_path / "short.npz", rows, np.zeros((2, rows.size)))
+    with pytest.raises(ValueError, match=r"do not cover 5 of the 2000 examples"):
         fit_hypernet_stage(synthetic_models["original"], tmp_path, 1, stage_kw={"simulated_oracles": str(path)})
-    with pytest.raises(ValueError, match="simulated_k = 3, but .* holds 2 subset models"):
+    with pytest.raises(ValueError, match="3 subset models asked, but .* holds 2"):
         fit_hypernet_stage(synthetic_models["original"], tmp_path, 1,
                            stage_kw={"simulated_oracles": str(path), "simulated_k": 3})

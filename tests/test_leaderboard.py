@@ -95,6 +95,9 @@ def test_a_variant_with_its_own_stage_trains_and_uses_that_stage(tmp_path: Path,
     plain, own = (out["methods"][row]["stages"]["hypernet"] for row in ("hypernet", "hypernet (other stage)"))
     assert plain["cache"] != own["cache"]
     assert (tmp_path / "cache" / own["cache"]).is_dir() and (tmp_path / "cache" / plain["cache"]).is_dir()
+    # and its runs are its own (the method's recipe names its stage), not the method row's from the cache
+    runs = [out["methods"][row]["cache"]["method"] for row in ("hypernet", "hypernet (other stage)")]
+    assert runs[0] != runs[1]
 
 
 @pytest.mark.parametrize("extra, message", [

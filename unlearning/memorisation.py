@@ -313,8 +313,8 @@ def run_memorise(
     scores_path = out / SCORES_FILE
     with atomic_path(scores_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, index=rows.numpy(), label=labels.numpy(), estimate=estimate, in_forget=in_forget,
-                 members=masks, correct=correct, lsc=lsc, val_lsc_mean=val_lsc_mean, original_loss=original_loss, centroid_distance=distance,
-                 centroid_quantile=quantile, **proxies)
+                 members=masks, correct=correct, lsc=lsc, val_lsc_mean=val_lsc_mean, original_loss=original_loss,
+                 centroid_distance=distance, centroid_quantile=quantile, **proxies)
 
     images_trained = sum(float(r.record()["cost"].get("images_seen", 0.0))
                          for j in work if (r := j.cache.get(j.seed)) is not None)

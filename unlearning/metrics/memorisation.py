@@ -25,6 +25,7 @@ __all__ = [
     "centroid_distance",
     "entanglement_score",
     "load_scores",
+    "load_simulated_oracles",
     "memorisation_estimate",
     "penultimate_features",
     "penultimate_layer",
@@ -184,6 +185,37 @@ def simulated_oracle_target(members: np.ndarray | torch.Tensor, lsc: np.ndarray 
     count = unseen.sum(0)
     held = np.where(count > 0, (c * unseen).sum(0) / np.maximum(count, 1), c.mean(0))
     return held + (float(reference_val_lsc_mean) - float(v.mean()))
+
+
+def load_simulated_oracles(path: str | Path, indices: np.ndarray, k: int | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The subset models' answers stored by ``unlearning memorise`` for ``indices``, the inputs of
+    :func:`simulated_oracle_target`.
+
+    Args:
+        path: a ``memorisation.npz`` with ``index``, ``members``, ``lsc`` and ``val_lsc_mean``.
+        indices: examples (indices into the source's training set), in the order wanted.
+        k: the first ``k`` subset models (``None``: all).
+
+    Returns:
+        ``members`` and ``lsc`` (``k x len(indices)``) and ``val_lsc_mean`` (``k``).
+
+    Raises:
+        ValueError: when the file lacks those arrays, holds fewer than ``k`` models, or does not
+            score every one of ``indices`` (naming how many it misses).
+    """
+    s = load_scores(path, required=("index", "members", "lsc", "val_lsc_mean"))
+    total = s["members"].shape[0]
+    k = total if k is None else int(k)
+    if k > total:
+        raise ValueError(f"{k} subset models asked, but {str(path)!r} holds {total}")
+    indices = np.asarray(indices, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(s["index"], indices), s["index"].size - 1)
+    missing = int((s["index"][pos] != indices).sum())
+    if missing:
+        raise ValueError(f"simulated oracles {str(path)!r} do not cover {missing} of the {indices.size} examples: "
+                         "expected a memorise run on this training data")
+    return s["members"][:k, pos].astype(bool), s["lsc"][:k, pos], s["val_lsc_mean"][:k]
 
 
 def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

@@ -29,7 +29,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,20 +98,6 @@ class CachedRun:
     def has_margins(self) -> bool:
         """Whether every group's margins are stored (entries cached before KLOM lack some)."""
         return all((self.path / f).is_file() for f in MARGIN_FILES.values())
-
-
-def cached_runs(root: str | Path, folder: str, seeds: Sequence[int], hint: str = "") -> list[CachedRun]:
-    """The finished runs ``<root>/<folder>/seed-<seed>`` of ``seeds``, for a reader that knows the
-    cache folder's name (a score's or a memorise run's summary stores it) but not its recipe.
-
-    Raises:
-        ValueError: naming the first missing run (and ``hint``, what the caller expected).
-    """
-    runs = [CachedRun(int(s), Path(root) / folder / f"seed-{int(s):04d}") for s in seeds]
-    missing = [r.path for r in runs if not (r.path / RECORD_FILE).is_file()]
-    if missing:
-        raise ValueError(f"cached model {str(missing[0])!r} does not exist" + (f": {hint}" if hint else ""))
-    return runs
 
 
 class RecipeCache:

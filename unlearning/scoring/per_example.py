@@ -37,7 +37,7 @@ import numpy as np
 from unlearning.data.scenarios import ScoreBandForget
 from unlearning.metrics.forgetting import forgetting_points, per_example_epsilon
 from unlearning.metrics.memorisation import load_scores, spearman
-from unlearning.scoring.cache import cached_runs
+from unlearning.scoring.cache import RECORD_FILE, CachedRun
 from unlearning.scoring.cached_model import _array_digest, score_datamodule
 from unlearning.scoring.matrix import scenario_data
 
@@ -51,9 +51,6 @@ MEASURES = {"estimate": "memorisation estimate (Feldman-Zhang)",
 QUANTITIES = {"epsilon": "per-example epsilon",
               "margin_gap": "margin gap to the oracles' mean"}
 
-
-#: what a missing cached model means here
-_HINT = "expected the cache the leaderboard was scored into (give its cache_dir)"
 
 def pick_methods(board: dict[str, Any], methods: list[str] | None = None) -> dict[str, str]:
     """The methods to look at: ``{method: role}``, by default the best and the worst within the cost
@@ -129,6 +126,15 @@ def _read_scores(path: str | Path) -> dict[str, np.ndarray]:
     if not any(k in scores for k in MEASURES):
         raise ValueError(f"memorisation scores {str(path)!r} have no measure: expected some of {list(MEASURES)}")
     return {k: v for k, v in scores.items() if k in ("index", "in_forget", *MEASURES)}
+
+
+def _runs(root: Path, folder: str, seeds: range) -> list[CachedRun]:
+    runs = [CachedRun(s, root / folder / f"seed-{s:04d}") for s in seeds]
+    missing = [r.path for r in runs if not (r.path / RECORD_FILE).is_file()]
+    if missing:
+        raise ValueError(f"cached model {str(missing[0])!r} does not exist: expected the cache the leaderboard "
+                         "was scored into (give its cache_dir)")
+    return runs
 
 
 def binned_medians(x: np.ndarray, y: np.ndarray, bins: int = 8) -> list[dict[str, float]]:
@@ -222,8 +228,8 @@ def per_example_study(
         rec = board["methods"][name]
         cache = rec["cache"]
         root_dir = Path(cache_dir if cache_dir is not None else cache["dir"])
-        oracles = cached_runs(root_dir, cache["oracle"], range(base, base + n), _HINT)  # the N the score compares with
-        runs = cached_runs(root_dir, cache["method"], range(base, base + n), _HINT)
+        oracles = _runs(root_dir, cache["oracle"], range(base, base + n))  # the N the score compares with
+        runs = _runs(root_dir, cache["method"], range(base, base + n))
         digests = {r.record()["forget_index_digest"] for r in (*oracles, *runs)}
         if len(digests) != 1:
             raise ValueError(f"the cached models of {name!r} were not all tested on the same forget set")

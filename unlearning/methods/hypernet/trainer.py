@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from lightning.pytorch import Callback
 
@@ -201,22 +200,13 @@ class HypernetTrainer(EvaluatedModule):
             ValueError: when the file lacks the subset models' answers, has fewer than
                 ``simulated_k`` models, or does not cover every training example.
         """
-        from unlearning.metrics.memorisation import load_scores, simulated_oracle_target
+        from unlearning.metrics.memorisation import load_simulated_oracles, simulated_oracle_target
 
-        path = str(self.simulated_oracles)
-        s = load_scores(path, required=("index", "members", "lsc", "val_lsc_mean"))
-        k = s["members"].shape[0] if self.simulated_k is None else self.simulated_k
-        if k > s["members"].shape[0]:
-            raise ValueError(f"simulated_k = {k}, but {path!r} holds {s['members'].shape[0]} subset models")
         rows = self.trainer.datamodule.stream_source("train")[2].cpu().numpy()
-        pos = np.minimum(np.searchsorted(s["index"], rows), s["index"].size - 1)
-        if not np.array_equal(s["index"][pos], rows):
-            missing = int((s["index"][pos] != rows).sum())
-            raise ValueError(f"simulated_oracles {path!r} does not cover {missing} of the {rows.size} training "
-                             "examples: expected a memorise run on this original's training data")
+        members, lsc, val_lsc_mean = load_simulated_oracles(str(self.simulated_oracles), rows, self.simulated_k)
         _, yv, zv = self._pool["val"]
         reference = float(logit_scaled_confidence(zv, yv).mean())
-        target = simulated_oracle_target(s["members"][:k, pos], s["lsc"][:k, pos], s["val_lsc_mean"][:k], reference)
+        target = simulated_oracle_target(members, lsc, val_lsc_mean, reference)
         return torch.as_tensor(target, dtype=torch.float32, device=self._pool["train"][0].device)
 
     # ---- one simulated request ------------------------------------------------------------
